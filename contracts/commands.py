@@ -1,0 +1,154 @@
+"""Commands: what a caller asks the registry to do. Each names its model by name; the command
+handler resolves the name to the model's stream. The same contracts serve HTTP and, later, Kafka."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal, Union
+
+from pydantic import Field
+
+from contracts.values import (
+    AliasName,
+    DatasetRef,
+    Description,
+    Frozen,
+    Metrics,
+    ModelName,
+    Params,
+    ParentRef,
+    StageName,
+    TagKey,
+    Tags,
+    TagValue,
+    VersionNumber,
+)
+
+
+class RegisterModel(Frozen):
+    type: Literal["RegisterModel"] = "RegisterModel"
+    name: ModelName
+    description: Description = ""
+    tags: Tags = Field(default_factory=dict)
+
+
+class UpdateModelDescription(Frozen):
+    type: Literal["UpdateModelDescription"] = "UpdateModelDescription"
+    name: ModelName
+    description: Description
+
+
+class SetModelTag(Frozen):
+    type: Literal["SetModelTag"] = "SetModelTag"
+    name: ModelName
+    key: TagKey
+    value: TagValue
+
+
+class DeleteModelTag(Frozen):
+    type: Literal["DeleteModelTag"] = "DeleteModelTag"
+    name: ModelName
+    key: TagKey
+
+
+class RenameModel(Frozen):
+    type: Literal["RenameModel"] = "RenameModel"
+    name: ModelName
+    new_name: ModelName
+
+
+class DeleteModel(Frozen):
+    type: Literal["DeleteModel"] = "DeleteModel"
+    name: ModelName
+
+
+class RegisterVersion(Frozen):
+    type: Literal["RegisterVersion"] = "RegisterVersion"
+    name: ModelName
+    source: Annotated[str, Field(min_length=1, max_length=4096)]
+    run_id: Annotated[str, Field(max_length=256)] = ""
+    digest: Annotated[str, Field(max_length=256)] = ""
+    size: Annotated[int, Field(ge=0)] | None = None
+    metrics: Metrics = Field(default_factory=dict)
+    params: Params = Field(default_factory=dict)
+    datasets: list[DatasetRef] = Field(default_factory=list)
+    parents: list[ParentRef] = Field(default_factory=list)
+    tags: Tags = Field(default_factory=dict)
+    description: Description = ""
+
+
+class UpdateVersionDescription(Frozen):
+    type: Literal["UpdateVersionDescription"] = "UpdateVersionDescription"
+    name: ModelName
+    version: VersionNumber
+    description: Description
+
+
+class SetVersionTag(Frozen):
+    type: Literal["SetVersionTag"] = "SetVersionTag"
+    name: ModelName
+    version: VersionNumber
+    key: TagKey
+    value: TagValue
+
+
+class DeleteVersionTag(Frozen):
+    type: Literal["DeleteVersionTag"] = "DeleteVersionTag"
+    name: ModelName
+    version: VersionNumber
+    key: TagKey
+
+
+class RecordMetrics(Frozen):
+    type: Literal["RecordMetrics"] = "RecordMetrics"
+    name: ModelName
+    version: VersionNumber
+    metrics: Annotated[Metrics, Field(min_length=1)]
+
+
+class TransitionStage(Frozen):
+    type: Literal["TransitionStage"] = "TransitionStage"
+    name: ModelName
+    version: VersionNumber
+    stage: StageName
+    archive_existing: bool = False
+
+
+class SetAlias(Frozen):
+    type: Literal["SetAlias"] = "SetAlias"
+    name: ModelName
+    alias: AliasName
+    version: VersionNumber
+
+
+class DeleteAlias(Frozen):
+    type: Literal["DeleteAlias"] = "DeleteAlias"
+    name: ModelName
+    alias: AliasName
+
+
+class DeleteVersion(Frozen):
+    type: Literal["DeleteVersion"] = "DeleteVersion"
+    name: ModelName
+    version: VersionNumber
+
+
+Command = Annotated[
+    Union[
+        RegisterModel,
+        UpdateModelDescription,
+        SetModelTag,
+        DeleteModelTag,
+        RenameModel,
+        DeleteModel,
+        RegisterVersion,
+        UpdateVersionDescription,
+        SetVersionTag,
+        DeleteVersionTag,
+        RecordMetrics,
+        TransitionStage,
+        SetAlias,
+        DeleteAlias,
+        DeleteVersion,
+    ],
+    Field(discriminator="type"),
+]

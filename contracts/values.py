@@ -1,0 +1,123 @@
+"""Value types shared by commands and events: names, tag keys, aliases, stages, references.
+
+The validation rules follow MLflow's (see shared/MLFLOW.md) so that both front doors accept the
+same things: a name valid here is valid through the MLflow API and the other way round.
+"""
+
+from __future__ import annotations
+
+import re
+from enum import Enum
+from typing import Annotated, Any
+
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
+
+MAX_NAME_LENGTH = 256
+MAX_TAG_KEY_LENGTH = 250
+MAX_TAG_VALUE_LENGTH = 100_000
+MAX_ALIAS_LENGTH = 255
+MAX_DESCRIPTION_LENGTH = 100_000
+
+_TAG_KEY = re.compile(r"^[/\w.\- :]+$")
+_ALIAS = re.compile(r"^[\w\-]+$")
+_RESERVED_ALIAS = re.compile(r"^(latest|v\d+)$", re.IGNORECASE)
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def check_model_name(name: str) -> str:
+    if not name.strip():
+        raise ValueError("a model name must not be blank")
+    if len(name) > MAX_NAME_LENGTH:
+        raise ValueError(f"a model name is at most {MAX_NAME_LENGTH} characters, got {len(name)}")
+    if "/" in name or ":" in name:
+        raise ValueError(f"a model name must not contain '/' or ':', got {name!r}")
+    if _CONTROL.search(name):
+        raise ValueError(f"a model name must not contain control characters, got {name!r}")
+    if name != name.strip():
+        raise ValueError(f"a model name must not start or end with whitespace, got {name!r}")
+    return name
+
+
+def check_tag_key(key: str) -> str:
+    if len(key) > MAX_TAG_KEY_LENGTH:
+        raise ValueError(f"a tag key is at most {MAX_TAG_KEY_LENGTH} characters, got {len(key)}")
+    if not _TAG_KEY.match(key):
+        raise ValueError(
+            f"tag key {key!r} is invalid: use letters, digits and _ - . / : or space, not empty"
+        )
+    return key
+
+
+def check_alias(alias: str) -> str:
+    if len(alias) > MAX_ALIAS_LENGTH:
+        raise ValueError(f"an alias is at most {MAX_ALIAS_LENGTH} characters, got {len(alias)}")
+    if not _ALIAS.match(alias):
+        raise ValueError(f"alias {alias!r} is invalid: use letters, digits, _ and - only")
+    if _RESERVED_ALIAS.match(alias):
+        raise ValueError(
+            f"alias {alias!r} is reserved: 'latest' and 'v<number>' always mean what they say"
+        )
+    return alias
+
+
+def _check_tags(tags: dict[str, str]) -> dict[str, str]:
+    for key in tags:
+        check_tag_key(key)
+    return tags
+
+
+ModelName = Annotated[str, AfterValidator(check_model_name)]
+TagKey = Annotated[str, AfterValidator(check_tag_key)]
+TagValue = Annotated[str, Field(max_length=MAX_TAG_VALUE_LENGTH)]
+Tags = Annotated[dict[str, TagValue], AfterValidator(_check_tags)]
+AliasName = Annotated[str, AfterValidator(check_alias)]
+Description = Annotated[str, Field(max_length=MAX_DESCRIPTION_LENGTH)]
+VersionNumber = Annotated[int, Field(ge=1)]
+Metrics = dict[Annotated[str, Field(min_length=1, max_length=250)], float]
+Params = dict[Annotated[str, Field(min_length=1, max_length=250)], str]
+
+
+class Stage(str, Enum):
+    NONE = "None"
+    STAGING = "Staging"
+    PRODUCTION = "Production"
+    ARCHIVED = "Archived"
+
+
+_STAGES_BY_LOWER = {stage.value.lower(): stage for stage in Stage}
+
+
+def _stage_from_any_case(value: Any) -> Any:
+    if isinstance(value, str):
+        stage = _STAGES_BY_LOWER.get(value.lower())
+        if stage is None:
+            allowed = ", ".join(s.value for s in Stage)
+            raise ValueError(f"unknown stage {value!r}: use one of {allowed}")
+        return stage
+    return value
+
+
+StageName = Annotated[Stage, BeforeValidator(_stage_from_any_case)]
+
+
+class Frozen(BaseModel):
+    """Base of every contract: immutable, and unknown fields are an error, not silently dropped."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class DatasetRef(Frozen):
+    """A dataset a version was trained or evaluated on."""
+
+    name: Annotated[str, Field(min_length=1, max_length=256)]
+    version: Annotated[str, Field(max_length=256)] = ""
+    uri: Annotated[str, Field(max_length=4096)] = ""
+    digest: Annotated[str, Field(max_length=256)] = ""
+
+
+class ParentRef(Frozen):
+    """A version this one derives from (fine-tuned from, distilled from, part of an ensemble)."""
+
+    model: ModelName
+    version: VersionNumber
+    relation: Annotated[str, Field(min_length=1, max_length=64)] = "derived_from"

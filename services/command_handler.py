@@ -1,0 +1,232 @@
+"""The command handler: load a model's stream, decide, append with the expected version, and on a
+concurrent write reload and decide again (bounded). The only place commands become events."""
+
+from __future__ import annotations
+
+import logging
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from uuid import UUID
+
+from contracts.commands import Command, RegisterModel, RegisterVersion, RenameModel
+from contracts.envelope import GENESIS_HASH, Envelope
+from contracts.events import SCHEMA_VERSION, Event, ModelRegistered, ModelRenamed, event_from_payload
+from contracts.identifiers import uuid7
+from services.domain.decider import decide
+from services.domain.errors import Conflict, DomainError, Invalid
+from services.domain.state import (
+    STATE_SCHEMA,
+    ModelState,
+    evolve,
+    state_from_json,
+    state_to_json,
+)
+from services.event_store import (
+    ConcurrencyConflict,
+    NameChange,
+    NameTaken,
+    NewEvent,
+    PostgresEventStore,
+    Snapshot,
+    StreamHead,
+)
+
+log = logging.getLogger("registrar.commands")
+
+
+@dataclass(frozen=True, slots=True)
+class LoadedStream:
+    """A model's state as of its stream's head."""
+
+    stream_id: str
+    state: ModelState | None
+    version: int = 0
+    head_hash: str = GENESIS_HASH
+    head_position: int = 0
+
+    @property
+    def head(self) -> StreamHead:
+        return StreamHead(self.version, self.head_hash)
+
+    def folded(self, envelopes: list[Envelope]) -> LoadedStream:
+        state = self.state
+        for envelope in envelopes:
+            state = evolve(state, event_from_payload(envelope.type, envelope.payload), envelope.recorded_at)
+        if not envelopes:
+            return self
+        last = envelopes[-1]
+        return LoadedStream(self.stream_id, state, last.stream_version, last.hash, last.position or 0)
+
+
+@dataclass(frozen=True, slots=True)
+class CommandMeta:
+    """Who asks, and the ids that tie the resulting events to the request."""
+
+    actor: str
+    command_id: UUID = field(default_factory=uuid7)
+    correlation_id: UUID | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What a handled command did: the events appended (maybe none) and the state after them."""
+
+    stream: LoadedStream
+    events: list[Envelope]
+
+    @property
+    def state(self) -> ModelState:
+        assert self.stream.state is not None
+        return self.stream.state
+
+    @property
+    def position(self) -> int:
+        """The global position of the last event written, or of the stream's head for a no-op."""
+        return self.events[-1].position or 0 if self.events else self.stream.head_position
+
+
+def _utc_now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def _name_change(events: list[Event]) -> NameChange | None:
+    for event in events:
+        if isinstance(event, ModelRegistered):
+            return NameChange(claim=event.name)
+        if isinstance(event, ModelRenamed):
+            return NameChange(claim=event.new_name, retire=event.old_name)
+    return None
+
+
+class CommandHandler:
+    def __init__(
+        self,
+        store: PostgresEventStore,
+        *,
+        clock: Callable[[], datetime] = _utc_now,
+        new_id: Callable[[], UUID] = uuid7,
+        max_attempts: int = 20,
+        snapshot_every: int = 200,
+        cache_size: int = 10_000,
+        on_append: Callable[[], None] | None = None,
+    ) -> None:
+        self.store = store
+        self.clock = clock
+        self.new_id = new_id
+        self.max_attempts = max_attempts
+        self.snapshot_every = snapshot_every
+        self.cache_size = cache_size
+        self.on_append = on_append
+        self._cache: OrderedDict[str, LoadedStream] = OrderedDict()
+
+    async def handle(self, command: Command, meta: CommandMeta) -> Outcome:
+        """Decide and append `command`; raise DomainError if the registry refuses it."""
+        for _ in range(self.max_attempts):
+            stream_id = await self.store.resolve_name(command.name)
+            new_stream = stream_id is None
+            loaded = await self.load_stream(stream_id) if stream_id else LoadedStream(str(self.new_id()), None)
+            await self._check_other_streams(command)
+            decided = decide(command, loaded.state, new_model_id=loaded.stream_id if new_stream else "")
+            if not decided:
+                return Outcome(loaded, [])
+            new_events = [self._new_event(event, meta) for event in decided]
+            try:
+                appended = await self.store.append(
+                    loaded.stream_id, loaded.head, new_events, _name_change(decided)
+                )
+            except (ConcurrencyConflict, NameTaken):
+                self._cache.pop(loaded.stream_id, None)
+                continue  # someone else wrote first: reload and decide again
+            after = loaded.folded(appended)
+            self._remember(after)
+            await self._snapshot_if_due(loaded.version, after)
+            if self.on_append is not None:
+                self.on_append()
+            return Outcome(after, appended)
+        raise Conflict(
+            f"model {command.name!r} is being changed by many writers at once; "
+            f"gave up after {self.max_attempts} attempts, retry later"
+        )
+
+    async def load(self, name: str) -> LoadedStream | None:
+        """The stream that holds or once held `name`, as of now (strongly consistent)."""
+        stream_id = await self.store.resolve_name(name)
+        return None if stream_id is None else await self.load_stream(stream_id)
+
+    async def load_stream(self, stream_id: str) -> LoadedStream:
+        """The stream's current state: cache or snapshot, plus the events written since."""
+        base = self._cache.get(stream_id)
+        if base is None:
+            base = await self._from_snapshot(stream_id)
+        loaded = base.folded(await self.store.read_stream(stream_id, base.version))
+        self._remember(loaded)
+        return loaded
+
+    async def _from_snapshot(self, stream_id: str) -> LoadedStream:
+        snapshot = await self.store.load_snapshot(stream_id)
+        if snapshot is None or snapshot.state_schema != STATE_SCHEMA:
+            return LoadedStream(stream_id, None)
+        return LoadedStream(
+            stream_id,
+            state_from_json(snapshot.state),
+            snapshot.stream_version,
+            snapshot.head_hash,
+            snapshot.head_position,
+        )
+
+    async def _snapshot_if_due(self, version_before: int, after: LoadedStream) -> None:
+        if after.state is None or after.version // self.snapshot_every == version_before // self.snapshot_every:
+            return
+        try:
+            await self.store.save_snapshot(
+                Snapshot(
+                    after.stream_id,
+                    after.version,
+                    after.head_hash,
+                    after.head_position,
+                    STATE_SCHEMA,
+                    state_to_json(after.state),
+                )
+            )
+        except Exception:  # a snapshot is an optimisation: never fail a committed command for it
+            log.exception("could not save a snapshot of stream %s", after.stream_id)
+
+    async def _check_other_streams(self, command: Command) -> None:
+        """Rules that read other models' streams: decided here, as a best-effort check."""
+        if isinstance(command, RegisterVersion):
+            for parent in command.parents:
+                if parent.model == command.name:
+                    continue
+                other = await self.load(parent.model)
+                version = other.state.live_version(parent.version) if other and other.state else None
+                if version is None or other is None or other.state is None or other.state.deleted:
+                    raise Invalid(
+                        f"parent version {parent.version} of model {parent.model!r} does not exist"
+                    )
+        elif isinstance(command, RenameModel) and command.new_name != command.name:
+            holder = await self.load(command.new_name)
+            if holder is not None and holder.state is not None:
+                try:
+                    decide(RegisterModel(name=command.new_name), holder.state)
+                except DomainError as refused:
+                    raise Conflict(f"cannot rename to {command.new_name!r}: {refused.message}") from None
+
+    def _new_event(self, event: Event, meta: CommandMeta) -> NewEvent:
+        return NewEvent(
+            event_id=self.new_id(),
+            type=event.type,
+            payload=event.model_dump(mode="json", exclude={"type"}),
+            recorded_at=self.clock(),
+            actor=meta.actor,
+            causation_id=meta.command_id,
+            correlation_id=meta.correlation_id or meta.command_id,
+            schema_version=SCHEMA_VERSION,
+        )
+
+    def _remember(self, loaded: LoadedStream) -> None:
+        self._cache[loaded.stream_id] = loaded
+        self._cache.move_to_end(loaded.stream_id)
+        while len(self._cache) > self.cache_size:
+            self._cache.popitem(last=False)

@@ -1,0 +1,206 @@
+"""`decide`: the pure rules of the registry. Given a model stream's state and a command, the
+events that record what the command changes, or a DomainError that says why it is refused."""
+
+from __future__ import annotations
+
+from contracts.commands import (
+    Command,
+    DeleteAlias,
+    DeleteModel,
+    DeleteModelTag,
+    DeleteVersion,
+    DeleteVersionTag,
+    RecordMetrics,
+    RegisterModel,
+    RegisterVersion,
+    RenameModel,
+    SetAlias,
+    SetModelTag,
+    SetVersionTag,
+    TransitionStage,
+    UpdateModelDescription,
+    UpdateVersionDescription,
+)
+from contracts.events import (
+    AliasDeleted,
+    AliasSet,
+    Event,
+    MetricsRecorded,
+    ModelDeleted,
+    ModelDescriptionUpdated,
+    ModelRegistered,
+    ModelRenamed,
+    ModelTagDeleted,
+    ModelTagSet,
+    StageChanged,
+    VersionDeleted,
+    VersionDescriptionUpdated,
+    VersionRegistered,
+    VersionTagDeleted,
+    VersionTagSet,
+)
+from contracts.values import Stage
+from services.domain.errors import Conflict, Invalid, NotFound
+from services.domain.state import ModelState, VersionState
+
+_ARCHIVABLE_TARGETS = (Stage.STAGING, Stage.PRODUCTION)
+
+
+def decide(command: Command, state: ModelState | None, new_model_id: str = "") -> list[Event]:
+    """The events `command` produces against `state` (None: no model holds that name).
+
+    `new_model_id` is the stream id a RegisterModel gives the new model; the caller makes it.
+    An empty list means the command changes nothing (e.g. setting a tag to its current value).
+    """
+    if isinstance(command, RegisterModel):
+        return _register_model(command, state, new_model_id)
+    model = _existing_model(command.name, state)
+    match command:
+        case UpdateModelDescription(description=description):
+            if description == model.description:
+                return []
+            return [ModelDescriptionUpdated(description=description)]
+        case SetModelTag(key=key, value=value):
+            if model.tags.get(key) == value:
+                return []
+            return [ModelTagSet(key=key, value=value)]
+        case DeleteModelTag(key=key):
+            return [ModelTagDeleted(key=key)] if key in model.tags else []
+        case RenameModel(new_name=new_name):
+            if new_name == model.name:
+                return []
+            return [ModelRenamed(old_name=model.name, new_name=new_name)]
+        case DeleteModel():
+            return [ModelDeleted(name=model.name)]
+        case RegisterVersion():
+            return [_register_version(command, model)]
+        case UpdateVersionDescription(version=number, description=description):
+            version = _live_version(model, number)
+            if description == version.description:
+                return []
+            return [VersionDescriptionUpdated(version=number, description=description)]
+        case SetVersionTag(version=number, key=key, value=value):
+            version = _live_version(model, number)
+            if version.tags.get(key) == value:
+                return []
+            return [VersionTagSet(version=number, key=key, value=value)]
+        case DeleteVersionTag(version=number, key=key):
+            version = _live_version(model, number)
+            return [VersionTagDeleted(version=number, key=key)] if key in version.tags else []
+        case RecordMetrics(version=number, metrics=metrics):
+            version = _live_version(model, number)
+            if all(version.metrics.get(k) == v for k, v in metrics.items()):
+                return []
+            return [MetricsRecorded(version=number, metrics=metrics)]
+        case TransitionStage():
+            return _transition(command, model)
+        case SetAlias(alias=alias, version=number):
+            _live_version(model, number)
+            previous = model.aliases.get(alias)
+            if previous == number:
+                return []
+            return [AliasSet(alias=alias, version=number, previous_version=previous)]
+        case DeleteAlias(alias=alias):
+            holder = model.aliases.get(alias)
+            if holder is None:
+                raise NotFound(f"model {model.name!r} has no alias {alias!r}")
+            return [AliasDeleted(alias=alias, version=holder)]
+        case DeleteVersion(version=number):
+            _live_version(model, number)
+            released: list[Event] = [
+                AliasDeleted(alias=alias, version=number) for alias in model.aliases_of(number)
+            ]
+            return [*released, VersionDeleted(version=number)]
+    raise Invalid(f"unknown command {type(command).__name__}")
+
+
+def _register_model(
+    command: RegisterModel, state: ModelState | None, new_model_id: str
+) -> list[Event]:
+    if state is not None:
+        if state.deleted:
+            raise Conflict(
+                f"the name {command.name!r} belonged to a deleted model; "
+                "names are never reused, choose another"
+            )
+        if state.name != command.name:
+            raise Conflict(
+                f"the name {command.name!r} is a former name of model {state.name!r}; "
+                "names are never reused, choose another"
+            )
+        raise Conflict(f"a model named {command.name!r} already exists")
+    if not new_model_id:
+        raise ValueError("RegisterModel needs the new model's stream id")
+    return [
+        ModelRegistered(
+            model_id=new_model_id,
+            name=command.name,
+            description=command.description,
+            tags=dict(command.tags),
+        )
+    ]
+
+
+def _existing_model(name: str, state: ModelState | None) -> ModelState:
+    if state is None:
+        raise NotFound(f"no model named {name!r}")
+    if state.deleted:
+        raise NotFound(f"model {name!r} was deleted")
+    if state.name != name:
+        raise NotFound(f"model {name!r} was renamed to {state.name!r}")
+    return state
+
+
+def _live_version(model: ModelState, number: int) -> VersionState:
+    version = model.versions.get(number)
+    if version is None:
+        raise NotFound(f"model {model.name!r} has no version {number}")
+    if version.deleted:
+        raise NotFound(f"version {number} of model {model.name!r} was deleted")
+    return version
+
+
+def _register_version(command: RegisterVersion, model: ModelState) -> VersionRegistered:
+    number = model.last_version + 1
+    for parent in command.parents:
+        if parent.model != model.name:
+            continue  # other models' versions are checked by the command handler
+        if parent.version >= number or model.live_version(parent.version) is None:
+            raise Invalid(
+                f"parent version {parent.version} of model {model.name!r} does not exist"
+            )
+    return VersionRegistered(
+        version=number,
+        **command.model_dump(exclude={"type", "name"}),
+    )
+
+
+def _transition(command: TransitionStage, model: ModelState) -> list[Event]:
+    number, target = command.version, command.stage
+    version = model.versions.get(number)
+    if version is not None and version.deleted:
+        raise Conflict(
+            f"version {number} of model {model.name!r} was deleted; "
+            "a deleted version cannot change stage"
+        )
+    version = _live_version(model, number)
+    if command.archive_existing and target not in _ARCHIVABLE_TARGETS:
+        raise Invalid(
+            f"archive_existing is only valid when moving to Staging or Production, not {target.value}"
+        )
+    events: list[Event] = []
+    if version.stage != target:
+        events.append(StageChanged(version=number, from_stage=version.stage, to_stage=target))
+    if command.archive_existing:
+        for other in sorted(model.versions.values(), key=lambda v: v.version):
+            if other.version != number and not other.deleted and other.stage == target:
+                events.append(
+                    StageChanged(
+                        version=other.version,
+                        from_stage=target,
+                        to_stage=Stage.ARCHIVED,
+                        reason="archived_by",
+                        archived_by_version=number,
+                    )
+                )
+    return events

@@ -1,0 +1,25 @@
+"""Domain errors: what a caller did that the registry refuses, with a message that says why."""
+
+from __future__ import annotations
+
+
+class DomainError(Exception):
+    """A refused command. `code` is stable for machines; the message is for people."""
+
+    code = "invalid"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class NotFound(DomainError):
+    code = "not_found"
+
+
+class Conflict(DomainError):
+    code = "conflict"
+
+
+class Invalid(DomainError):
+    code = "invalid"

@@ -1,0 +1,32 @@
+"""The one settings object: everything Registrar reads from its environment."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class Settings:
+    home: Path
+    """Where `registrar up` keeps its embedded PostgreSQL data ($REGISTRAR_HOME, ./.registrar)."""
+    database_url: str | None
+    """An existing PostgreSQL server ($REGISTRAR_DATABASE_URL); None means the embedded one."""
+    host: str
+    port: int
+    log_level: str
+    query_wait_seconds: float
+    """How long a projection query waits for the projection to reach the client's last write."""
+
+    @classmethod
+    def from_env(cls) -> Settings:
+        env = os.environ
+        return cls(
+            home=Path(env.get("REGISTRAR_HOME", ".registrar")).absolute(),
+            database_url=env.get("REGISTRAR_DATABASE_URL") or None,
+            host=env.get("REGISTRAR_HOST", "127.0.0.1"),
+            port=int(env.get("REGISTRAR_PORT", "8080")),
+            log_level=env.get("REGISTRAR_LOG_LEVEL", "info"),
+            query_wait_seconds=float(env.get("REGISTRAR_QUERY_WAIT_SECONDS", "5")),
+        )
