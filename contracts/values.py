@@ -41,7 +41,7 @@ def check_model_name(name: str) -> str:
 def check_tag_key(key: str) -> str:
     if len(key) > MAX_TAG_KEY_LENGTH:
         raise ValueError(f"a tag key is at most {MAX_TAG_KEY_LENGTH} characters, got {len(key)}")
-    if not _TAG_KEY.match(key):
+    if not _TAG_KEY.fullmatch(key):
         raise ValueError(
             f"tag key {key!r} is invalid: use letters, digits and _ - . / : or space, not empty"
         )
@@ -51,9 +51,9 @@ def check_tag_key(key: str) -> str:
 def check_alias(alias: str) -> str:
     if len(alias) > MAX_ALIAS_LENGTH:
         raise ValueError(f"an alias is at most {MAX_ALIAS_LENGTH} characters, got {len(alias)}")
-    if not _ALIAS.match(alias):
+    if not _ALIAS.fullmatch(alias):
         raise ValueError(f"alias {alias!r} is invalid: use letters, digits, _ and - only")
-    if _RESERVED_ALIAS.match(alias):
+    if _RESERVED_ALIAS.fullmatch(alias):
         raise ValueError(
             f"alias {alias!r} is reserved: 'latest' and 'v<number>' always mean what they say"
         )
@@ -73,7 +73,9 @@ Tags = Annotated[dict[str, TagValue], AfterValidator(_check_tags)]
 AliasName = Annotated[str, AfterValidator(check_alias)]
 Description = Annotated[str, Field(max_length=MAX_DESCRIPTION_LENGTH)]
 VersionNumber = Annotated[int, Field(ge=1)]
-Metrics = dict[Annotated[str, Field(min_length=1, max_length=250)], float]
+MetricValue = Annotated[float, Field(allow_inf_nan=False)]
+"""Finite: JSON has no NaN or infinity, and a metric a gate compares must be a number."""
+Metrics = dict[Annotated[str, Field(min_length=1, max_length=250)], MetricValue]
 Params = dict[Annotated[str, Field(min_length=1, max_length=250)], str]
 
 

@@ -12,14 +12,14 @@ from uuid import UUID
 
 from contracts.commands import Command, RegisterModel, RegisterVersion, RenameModel
 from contracts.envelope import GENESIS_HASH, Envelope
-from contracts.events import SCHEMA_VERSION, Event, ModelRegistered, ModelRenamed, event_from_payload
-from contracts.identifiers import uuid7
+from contracts.events import SCHEMA_VERSION, Event, ModelRegistered, ModelRenamed
+from contracts.identifiers import derived_event_id, uuid7
 from services.domain.decider import decide
 from services.domain.errors import Conflict, DomainError, Invalid
 from services.domain.state import (
     STATE_SCHEMA,
     ModelState,
-    evolve,
+    fold,
     state_from_json,
     state_to_json,
 )
@@ -51,13 +51,16 @@ class LoadedStream:
         return StreamHead(self.version, self.head_hash)
 
     def folded(self, envelopes: list[Envelope]) -> LoadedStream:
-        state = self.state
-        for envelope in envelopes:
-            state = evolve(state, event_from_payload(envelope.type, envelope.payload), envelope.recorded_at)
         if not envelopes:
             return self
         last = envelopes[-1]
-        return LoadedStream(self.stream_id, state, last.stream_version, last.hash, last.position or 0)
+        return LoadedStream(
+            self.stream_id,
+            fold(self.state, envelopes),
+            last.stream_version,
+            last.hash,
+            last.position or 0,
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,6 +70,13 @@ class CommandMeta:
     actor: str
     command_id: UUID = field(default_factory=uuid7)
     correlation_id: UUID | None = None
+
+    def part(self, index: int) -> CommandMeta:
+        """The meta of the `index`-th command of a request that makes several (still idempotent)."""
+        if index == 0:
+            return self
+        command_id = derived_event_id(self.command_id, 1_000_000 + index)
+        return CommandMeta(self.actor, command_id, self.correlation_id or self.command_id)
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,7 +141,7 @@ class CommandHandler:
             decided = decide(command, loaded.state, new_model_id=loaded.stream_id if new_stream else "")
             if not decided:
                 return Outcome(loaded, [])
-            new_events = [self._new_event(event, meta) for event in decided]
+            new_events = [self._new_event(i, event, meta) for i, event in enumerate(decided)]
             try:
                 appended = await self.store.append(
                     loaded.stream_id, loaded.head, new_events, _name_change(decided)
@@ -139,6 +149,8 @@ class CommandHandler:
             except (ConcurrencyConflict, NameTaken):
                 self._cache.pop(loaded.stream_id, None)
                 continue  # someone else wrote first: reload and decide again
+            if appended[0].stream_version <= loaded.version:
+                return Outcome(loaded, appended)  # a retried command: its events were stored before
             after = loaded.folded(appended)
             self._remember(after)
             await self._snapshot_if_due(loaded.version, after)
@@ -213,9 +225,9 @@ class CommandHandler:
                 except DomainError as refused:
                     raise Conflict(f"cannot rename to {command.new_name!r}: {refused.message}") from None
 
-    def _new_event(self, event: Event, meta: CommandMeta) -> NewEvent:
+    def _new_event(self, index: int, event: Event, meta: CommandMeta) -> NewEvent:
         return NewEvent(
-            event_id=self.new_id(),
+            event_id=derived_event_id(meta.command_id, index),
             type=event.type,
             payload=event.model_dump(mode="json", exclude={"type"}),
             recorded_at=self.clock(),

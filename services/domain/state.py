@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
+from datetime import datetime
 from typing import Any
 
 from pydantic import TypeAdapter
-from datetime import datetime
 
+from contracts.envelope import Envelope
 from contracts.events import (
     AliasDeleted,
     AliasSet,
@@ -25,6 +27,7 @@ from contracts.events import (
     VersionRegistered,
     VersionTagDeleted,
     VersionTagSet,
+    event_from_payload,
 )
 from contracts.values import DatasetRef, ParentRef, Stage
 
@@ -64,6 +67,11 @@ class ModelState:
     def live_version(self, number: int) -> VersionState | None:
         found = self.versions.get(number)
         return found if found is not None and not found.deleted else None
+
+    def latest_live_version(self) -> int | None:
+        """The highest version number not deleted (what the alias `latest` names)."""
+        live = [n for n, v in self.versions.items() if not v.deleted]
+        return max(live) if live else None
 
     def aliases_of(self, number: int) -> list[str]:
         return sorted(alias for alias, held_by in self.aliases.items() if held_by == number)
@@ -155,3 +163,11 @@ def state_to_json(state: ModelState) -> Any:
 
 def state_from_json(data: Any) -> ModelState:
     return _state_adapter.validate_python(data)
+
+
+def fold(state: ModelState | None, envelopes: Iterable[Envelope]) -> ModelState | None:
+    """The state after every event in `envelopes`, in order."""
+    for envelope in envelopes:
+        event = event_from_payload(envelope.type, envelope.payload)
+        state = evolve(state, event, envelope.recorded_at)
+    return state

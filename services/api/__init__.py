@@ -1,0 +1,1 @@
+"""The HTTP API (FastAPI): the native resource API under /v1."""

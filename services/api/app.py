@@ -1,0 +1,53 @@
+"""The FastAPI application: routes, error handlers, health, and the registry's lifecycle."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from sqlalchemy import text
+
+from services.api import model_routes, version_routes
+from services.api.context import RegistryDep
+from services.api.errors import install_error_handlers
+from services.api.responses import JSON
+from services.registry import Registry
+
+
+def create_app(
+    database_url: str, *, run_projector: bool = True, query_wait_seconds: float = 5.0
+) -> FastAPI:
+    """The API on the PostgreSQL server at `database_url` (migrated at start-up)."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        registry = await Registry.open(database_url)
+        registry.query_wait_seconds = query_wait_seconds
+        if run_projector:
+            registry.start_projector()
+        app.state.registry = registry
+        try:
+            yield
+        finally:
+            await registry.close()
+
+    app = FastAPI(
+        title="Registrar",
+        version="0.1.0",
+        summary="An event-sourced ML model registry",
+        lifespan=lifespan,
+        default_response_class=JSON,
+    )
+    install_error_handlers(app)
+    app.include_router(model_routes.router)
+    app.include_router(version_routes.router)
+
+    @app.get("/healthz", tags=["health"], summary="200 once the registry can serve requests")
+    async def healthz(registry: RegistryDep) -> JSON:
+        async with registry.engine.connect() as conn:
+            await conn.execute(text("SELECT 1"))
+        checkpoint = registry.projector.checkpoint
+        return JSON({"status": "ok", "projection_position": checkpoint.position})
+
+    return app

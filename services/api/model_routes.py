@@ -1,0 +1,158 @@
+"""/v1/models: register, read, update, rename, tag and delete models; their aliases; the list."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Path, Query
+
+from contracts.commands import (
+    DeleteAlias,
+    DeleteModel,
+    DeleteModelTag,
+    RegisterModel,
+    RenameModel,
+    SetAlias,
+    SetModelTag,
+    UpdateModelDescription,
+)
+from projections.current_state import list_models, model_view, version_view
+from services.api.bodies import (
+    AliasBody,
+    CreateModel,
+    Deleted,
+    ModelOut,
+    ModelPage,
+    TagValueBody,
+    UpdateModel,
+    VersionOut,
+)
+from services.api.context import MetaDep, RegistryDep
+from services.api.queries import (
+    MinPosition,
+    PageSize,
+    PageToken,
+    TagFilters,
+    parse_tag_filters,
+    wait_for_projection,
+)
+from services.api.responses import JSON, with_position
+from services.command_handler import Outcome
+from services.domain.errors import NotFound
+from services.domain.state import ModelState
+from services.registry import Registry
+
+router = APIRouter(prefix="/v1/models", tags=["models"])
+
+NamePath = Annotated[str, Path(description="The model's current name")]
+AliasPath = Annotated[str, Path(description="An alias such as champion")]
+
+
+async def current_model(registry: Registry, name: str) -> ModelState:
+    """The model named `name` now, from its stream (strongly consistent), or 404 saying why."""
+    loaded = await registry.commands.load(name)
+    state = loaded.state if loaded else None
+    if state is None:
+        raise NotFound(f"no model named {name!r}")
+    if state.name != name:
+        raise NotFound(f"model {name!r} was renamed to {state.name!r}")
+    if state.deleted:
+        raise NotFound(f"model {name!r} was deleted")
+    return state
+
+
+def _model_answer(outcome: Outcome, status: int = 200) -> JSON:
+    return with_position(model_view(outcome.state), outcome.position, status)
+
+
+@router.post("", status_code=201, response_model=ModelOut, summary="Register a model")
+async def register_model(body: CreateModel, registry: RegistryDep, meta: MetaDep) -> JSON:
+    command = RegisterModel(name=body.name, description=body.description, tags=body.tags)
+    return _model_answer(await registry.commands.handle(command, meta), 201)
+
+
+@router.get("", response_model=ModelPage, summary="List and search models")
+async def search_models(
+    registry: RegistryDep,
+    name: Annotated[str | None, Query(description="Name glob: * and ? are wildcards")] = None,
+    tag: TagFilters = None,
+    include_deleted: bool = False,
+    page_size: PageSize = 100,
+    page_token: PageToken = None,
+    min_position: MinPosition = None,
+) -> JSON:
+    tags = parse_tag_filters(tag)
+    await wait_for_projection(registry, min_position, registry.query_wait_seconds)
+    async with registry.engine.connect() as conn:
+        models, token = await list_models(
+            conn,
+            name=name,
+            tags=tags,
+            include_deleted=include_deleted,
+            page_size=page_size,
+            page_token=page_token,
+        )
+    return JSON({"models": models, "next_page_token": token})
+
+
+@router.get("/{name}", response_model=ModelOut, summary="Get a model (strongly consistent)")
+async def get_model(name: NamePath, registry: RegistryDep) -> JSON:
+    return JSON(model_view(await current_model(registry, name)))
+
+
+@router.patch("/{name}", response_model=ModelOut, summary="Update the description and/or rename")
+async def update_model(name: NamePath, body: UpdateModel, registry: RegistryDep, meta: MetaDep) -> JSON:
+    outcome = None
+    if body.description is not None:
+        command = UpdateModelDescription(name=name, description=body.description)
+        outcome = await registry.commands.handle(command, meta.part(0))
+    if body.name is not None:
+        outcome = await registry.commands.handle(RenameModel(name=name, new_name=body.name), meta.part(1))
+    if outcome is None:
+        return JSON(model_view(await current_model(registry, name)))
+    return _model_answer(outcome)
+
+
+@router.delete("/{name}", response_model=Deleted, summary="Delete a model (its name is never reused)")
+async def delete_model(name: NamePath, registry: RegistryDep, meta: MetaDep) -> JSON:
+    outcome = await registry.commands.handle(DeleteModel(name=name), meta)
+    return with_position({"deleted": True}, outcome.position)
+
+
+@router.put("/{name}/tags/{key}", response_model=ModelOut, summary="Set a model tag")
+async def set_model_tag(
+    name: NamePath, key: str, body: TagValueBody, registry: RegistryDep, meta: MetaDep
+) -> JSON:
+    command = SetModelTag(name=name, key=key, value=body.value)
+    return _model_answer(await registry.commands.handle(command, meta))
+
+
+@router.delete("/{name}/tags/{key}", response_model=ModelOut, summary="Delete a model tag")
+async def delete_model_tag(name: NamePath, key: str, registry: RegistryDep, meta: MetaDep) -> JSON:
+    return _model_answer(await registry.commands.handle(DeleteModelTag(name=name, key=key), meta))
+
+
+@router.get("/{name}/aliases/{alias}", response_model=VersionOut, summary="The version an alias names")
+async def get_alias(name: NamePath, alias: AliasPath, registry: RegistryDep) -> JSON:
+    state = await current_model(registry, name)
+    number = state.latest_live_version() if alias == "latest" else state.aliases.get(alias)
+    version = state.live_version(number) if number else None
+    if version is None:
+        raise NotFound(f"model {name!r} has no alias {alias!r}")
+    return JSON(version_view(state, version))
+
+
+@router.put("/{name}/aliases/{alias}", response_model=VersionOut, summary="Point an alias at a version")
+async def set_alias(
+    name: NamePath, alias: AliasPath, body: AliasBody, registry: RegistryDep, meta: MetaDep
+) -> JSON:
+    command = SetAlias(name=name, alias=alias, version=body.version)
+    outcome = await registry.commands.handle(command, meta)
+    version = outcome.state.versions[body.version]
+    return with_position(version_view(outcome.state, version), outcome.position)
+
+
+@router.delete("/{name}/aliases/{alias}", response_model=Deleted, summary="Remove an alias")
+async def delete_alias(name: NamePath, alias: AliasPath, registry: RegistryDep, meta: MetaDep) -> JSON:
+    outcome = await registry.commands.handle(DeleteAlias(name=name, alias=alias), meta)
+    return with_position({"deleted": True}, outcome.position)

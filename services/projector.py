@@ -1,0 +1,126 @@
+"""The projector: follows the event store's catch-up reader and applies each batch of events to a
+projection, recording its checkpoint in the same transaction. Queries can wait for it to reach a
+client's last write (read-your-writes)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+from typing import Protocol
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from contracts.envelope import Envelope
+from services.event_store import START, Checkpoint, PostgresEventStore
+
+log = logging.getLogger("registrar.projector")
+
+
+class Projection(Protocol):
+    name: str
+
+    async def apply(self, conn: AsyncConnection, events: Sequence[Envelope]) -> None: ...
+
+    def forget(self) -> None: ...
+
+
+_SAVE_CHECKPOINT = text(
+    "INSERT INTO projection_checkpoints (projection, transaction_id, position)"
+    " VALUES (:name, :tx, :pos) ON CONFLICT (projection) DO UPDATE"
+    " SET transaction_id = excluded.transaction_id, position = excluded.position,"
+    " updated_at = now()"
+)
+
+
+class Projector:
+    def __init__(
+        self,
+        store: PostgresEventStore,
+        projection: Projection,
+        *,
+        batch_size: int = 1000,
+        idle_poll_seconds: float = 0.05,
+    ) -> None:
+        self.store = store
+        self.projection = projection
+        self.batch_size = batch_size
+        self.idle_poll_seconds = idle_poll_seconds
+        self.checkpoint = START
+        self._wake = asyncio.Event()
+        self._progress = asyncio.Condition()
+
+    def wake(self) -> None:
+        """Something was appended: look now rather than at the next poll."""
+        self._wake.set()
+
+    async def load_checkpoint(self) -> Checkpoint:
+        async with self.store.engine.connect() as conn:
+            row = (
+                await conn.execute(
+                    text(
+                        "SELECT transaction_id, position FROM projection_checkpoints"
+                        " WHERE projection = :name"
+                    ),
+                    {"name": self.projection.name},
+                )
+            ).first()
+        self.checkpoint = START if row is None else Checkpoint(row.transaction_id, row.position)
+        return self.checkpoint
+
+    async def catch_up_once(self) -> int:
+        """Apply the next batch, if any; return how many events it held."""
+        batch = await self.store.read_all(self.checkpoint, self.batch_size)
+        if not batch:
+            return 0
+        last = batch[-1].checkpoint
+        try:
+            async with self.store.engine.begin() as conn:
+                await self.projection.apply(conn, [recorded.envelope for recorded in batch])
+                await conn.execute(
+                    _SAVE_CHECKPOINT,
+                    {"name": self.projection.name, "tx": last.transaction_id, "pos": last.position},
+                )
+        except BaseException:
+            self.projection.forget()
+            raise
+        async with self._progress:
+            self.checkpoint = last
+            self._progress.notify_all()
+        return len(batch)
+
+    async def run(self) -> None:
+        """Follow the store until cancelled. A failing batch is logged and retried."""
+        await self.load_checkpoint()
+        while True:
+            try:
+                if await self.catch_up_once() == self.batch_size:
+                    continue
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("projection %s failed a batch; retrying", self.projection.name)
+                await asyncio.sleep(1.0)
+                continue
+            self._wake.clear()
+            try:
+                await asyncio.wait_for(self._wake.wait(), self.idle_poll_seconds)
+            except asyncio.TimeoutError:
+                pass
+
+    async def wait_for(self, target: Checkpoint, timeout: float) -> bool:
+        """Wait until the projection has applied everything up to `target`; False on timeout."""
+        if self.checkpoint >= target:
+            return True
+        self.wake()
+
+        async def reached() -> None:
+            async with self._progress:
+                await self._progress.wait_for(lambda: self.checkpoint >= target)
+
+        try:
+            await asyncio.wait_for(reached(), timeout)
+        except asyncio.TimeoutError:
+            return False
+        return True
