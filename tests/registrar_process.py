@@ -1,0 +1,72 @@
+"""Running `registrar` as a real process in tests: start it, learn its URL, stop it with Ctrl-C."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+
+BIN = Path(sys.executable).parent
+_UP = re.compile(r"Registrar is up at (http://\S+)")
+
+
+def registrar_env(**overrides: str | None) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("REGISTRAR_")}
+    env["PATH"] = f"{BIN}{os.pathsep}{env.get('PATH', '')}"
+    env["REGISTRAR_LOG_LEVEL"] = "warning"
+    for key, value in overrides.items():
+        if value is not None:
+            env[key] = value
+    return env
+
+
+@contextmanager
+def running_registrar(
+    *args: str, env: dict[str, str], cwd: Path, startup_seconds: float = 60
+) -> Iterator[tuple[str, list[str]]]:
+    """Start `registrar ARGS` and yield (its URL, the lines it printed so far); Ctrl-C at exit."""
+    proc = subprocess.Popen(
+        [str(BIN / "registrar"), *args],
+        env=env,
+        cwd=cwd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    lines: list[str] = []
+    url = None
+    deadline = time.monotonic() + startup_seconds
+    try:
+        assert proc.stdout is not None
+        while url is None and time.monotonic() < deadline:
+            line = proc.stdout.readline()
+            if not line and proc.poll() is not None:
+                break
+            lines.append(line)
+            found = _UP.search(line)
+            if found:
+                url = found.group(1)
+        assert url is not None, "registrar did not start:\n" + "".join(lines)
+        assert httpx.get(f"{url}/healthz", timeout=10).status_code == 200
+        yield url, lines
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGINT)
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        if proc.stdout is not None:
+            # read() and not communicate(): readline() above may hold buffered lines.
+            lines.extend(proc.stdout.read().splitlines(keepends=True))
+            proc.stdout.close()
+        lines.append(f"[exit code {proc.returncode}]\n")

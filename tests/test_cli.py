@@ -1,0 +1,62 @@
+"""The `registrar` command as a user runs it: a real process, a real (embedded) PostgreSQL."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import httpx
+
+from contracts.schemas import contract_models
+from registrar_process import BIN, registrar_env, running_registrar
+
+
+def run(*args: str, env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(BIN / "registrar"), *args], env=env, cwd=cwd, capture_output=True, text=True, timeout=120
+    )
+
+
+def test_up_runs_on_embedded_postgres_keeps_data_across_restarts_and_stops_on_ctrl_c(
+    tmp_path: Path,
+) -> None:
+    env = registrar_env(REGISTRAR_HOME=str(tmp_path / "home"))
+    with running_registrar("up", "--port", "0", env=env, cwd=tmp_path) as (url, lines):
+        created = httpx.post(f"{url}/v1/models", json={"name": "kept"})
+        assert created.status_code == 201
+    assert any("embedded PostgreSQL" in line for line in lines), lines
+    assert "Registrar stopped." in "".join(lines)
+    assert lines[-1] == "[exit code 0]\n"
+    assert (tmp_path / "home" / "postgres" / "PG_VERSION").exists()
+
+    with running_registrar("up", "--port", "0", env=env, cwd=tmp_path) as (url, _):
+        again = httpx.get(f"{url}/v1/models/kept")
+        assert again.status_code == 200
+        assert again.json()["name"] == "kept"
+
+
+def test_serve_without_a_database_url_says_what_to_do(tmp_path: Path) -> None:
+    result = run("serve", "--port", "0", env=registrar_env(), cwd=tmp_path)
+    assert result.returncode == 2
+    assert "REGISTRAR_DATABASE_URL" in result.stderr
+
+
+def test_migrate_applies_the_schema_once(database_url: str, tmp_path: Path) -> None:
+    env = registrar_env(REGISTRAR_DATABASE_URL=database_url)
+    first = run("migrate", env=env, cwd=tmp_path)
+    second = run("migrate", env=env, cwd=tmp_path)
+    assert first.returncode == second.returncode == 0
+    assert "0001_event_store" in first.stdout
+    assert "up to date" in second.stdout
+
+
+def test_contracts_export_writes_a_json_schema_per_contract(tmp_path: Path) -> None:
+    result = run("contracts", "export", str(tmp_path / "schemas"), env=registrar_env(), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    written = sorted((tmp_path / "schemas").glob("*.schema.json"))
+    assert [p.name.removesuffix(".schema.json") for p in written] == sorted(contract_models())
+    envelope = json.loads((tmp_path / "schemas" / "Envelope.schema.json").read_text())
+    assert {"event_id", "stream_id", "stream_version", "prev_hash", "hash"} <= set(envelope["properties"])
+    register = json.loads((tmp_path / "schemas" / "RegisterVersion.schema.json").read_text())
+    assert register["required"] == ["name", "source"]
