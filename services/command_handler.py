@@ -3,9 +3,12 @@ concurrent write reload and decide again (bounded). The only place commands beco
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
+import random
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from uuid import UUID
@@ -130,10 +133,35 @@ class CommandHandler:
         self.cache_size = cache_size
         self.on_append = on_append
         self._cache: OrderedDict[str, LoadedStream] = OrderedDict()
+        self._locks: dict[str, asyncio.Lock] = {}
+        self._waiting: dict[str, int] = {}
 
     async def handle(self, command: Command, meta: CommandMeta) -> Outcome:
-        """Decide and append `command`; raise DomainError if the registry refuses it."""
-        for _ in range(self.max_attempts):
+        """Decide and append `command`; raise DomainError if the registry refuses it.
+
+        Writers to one model in this process take turns (a lock per name), so they do not race
+        each other's optimistic appends; writers in other processes still can, and a conflict
+        with them is retried after a short random pause.
+        """
+        async with self._turn(command.name):
+            return await self._handle(command, meta)
+
+    @contextlib.asynccontextmanager
+    async def _turn(self, name: str) -> AsyncIterator[None]:
+        lock = self._locks.setdefault(name, asyncio.Lock())
+        self._waiting[name] = self._waiting.get(name, 0) + 1
+        try:
+            async with lock:
+                yield
+        finally:
+            self._waiting[name] -= 1
+            if not self._waiting[name]:
+                del self._waiting[name], self._locks[name]
+
+    async def _handle(self, command: Command, meta: CommandMeta) -> Outcome:
+        for attempt in range(self.max_attempts):
+            if attempt:
+                await asyncio.sleep(random.uniform(0, min(0.1, 0.002 * 2**attempt)))
             stream_id = await self.store.resolve_name(command.name)
             new_stream = stream_id is None
             loaded = await self.load_stream(stream_id) if stream_id else LoadedStream(str(self.new_id()), None)

@@ -272,7 +272,7 @@ async def test_concurrent_registrations_on_one_model_are_gapless(api: httpx.Asyn
     responses = await asyncio.gather(
         *(api.post(f"/v1/models/{name}/versions", json={"source": f"s3://{i}"}) for i in range(25))
     )
-    assert all(r.status_code == 201 for r in responses)
+    assert all(r.status_code == 201 for r in responses), [r.text for r in responses if r.status_code != 201]
     assert sorted(r.json()["version"] for r in responses) == list(range(1, 26))
     assert (await api.get(f"/v1/models/{name}")).json()["latest_version"] == 25
 
