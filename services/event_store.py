@@ -276,7 +276,10 @@ class PostgresEventStore:
         rows = (await conn.execute(_SELECT_BY_IDS, {"ids": [e.event_id for e in envelopes]})).all()
         stored = [_envelope(row) for row in rows]
         if len(stored) != len(envelopes) or any(e.stream_id != stream_id for e in stored):
-            raise ValueError("event ids of this append are already used by other events")
+            raise ValueError(
+                "the event ids of this append belong to other stored events: was a command id"
+                " (Idempotency-Key) reused for a different command?"
+            )
         return stored
 
     async def read_stream(self, stream_id: str, after_version: int = 0) -> list[Envelope]:

@@ -19,6 +19,16 @@ class Settings:
     query_wait_seconds: float
     """How long a projection query waits for the projection to reach the client's last write."""
 
+    VARIABLES = (
+        "REGISTRAR_HOME",
+        "REGISTRAR_DATABASE_URL",
+        "REGISTRAR_HOST",
+        "REGISTRAR_PORT",
+        "REGISTRAR_LOG_LEVEL",
+        "REGISTRAR_QUERY_WAIT_SECONDS",
+    )
+    """Every environment variable Registrar reads (compose.yaml and README may use no other)."""
+
     @classmethod
     def from_env(cls) -> Settings:
         env = os.environ
