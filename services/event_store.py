@@ -102,14 +102,16 @@ _INSERT = text(
         CAST(:recorded_ats AS timestamptz[]), CAST(:actors AS text[]),
         CAST(:causation_ids AS uuid[]), CAST(:correlation_ids AS uuid[]),
         CAST(:payloads AS json[]), CAST(:prev_hashes AS text[]), CAST(:hashes AS text[]))
+    -- The unique stream version catches a stale head; this catches a head the stream never had
+    -- (a gap, or a chain linked to a hash that is not the stream's): then nothing is inserted.
+    WHERE CAST(:head_version AS int) = 0 OR EXISTS (
+        SELECT 1 FROM events WHERE stream_id = :head_stream
+        AND stream_version = :head_version AND hash = :head_hash)
     ON CONFLICT (event_id) DO NOTHING
     RETURNING position, event_id, transaction_id::text::bigint AS transaction_id
     """
 )
 _SELECT_BY_IDS = text(f"SELECT {_COLUMNS} FROM events WHERE event_id = ANY(:ids) ORDER BY position")
-_HASH_AT_VERSION = text(
-    "SELECT hash FROM events WHERE stream_id = :stream_id AND stream_version = :version"
-)
 _READ_STREAM = text(
     f"SELECT {_COLUMNS} FROM events WHERE stream_id = :stream_id AND stream_version > :after"
     " ORDER BY stream_version"
@@ -222,27 +224,17 @@ class PostgresEventStore:
             "payloads": [dumps(e.payload).decode() for e in envelopes],
             "prev_hashes": [e.prev_hash for e in envelopes],
             "hashes": [e.hash for e in envelopes],
+            "head_stream": stream_id,
+            "head_version": expected.version,
+            "head_hash": expected.hash,
         }
         try:
             async with self.engine.begin() as conn:
                 inserted = (await conn.execute(_INSERT, params)).all()
                 if not inserted:
-                    return await self._already_stored(conn, stream_id, envelopes)
+                    return await self._already_stored(conn, stream_id, expected, envelopes)
                 if len(inserted) != len(envelopes):
                     raise ValueError("an append mixed new events with already stored ones")
-                if expected.version > 0:
-                    # The unique version catches a stale head; this catches one the stream never
-                    # had (a gap, or a chain linked to a hash that is not the stream's).
-                    stored_hash = (
-                        await conn.execute(
-                            _HASH_AT_VERSION, {"stream_id": stream_id, "version": expected.version}
-                        )
-                    ).scalar_one_or_none()
-                    if stored_hash != expected.hash:
-                        raise ConcurrencyConflict(
-                            f"stream {stream_id} has no version {expected.version} with hash"
-                            f" {expected.hash}: reload it and decide again"
-                        )
                 if names is not None:
                     await conn.execute(_CLAIM_NAME, {"name": names.claim, "stream_id": stream_id})
                     if names.retire is not None:
@@ -257,7 +249,7 @@ class PostgresEventStore:
                 async with self.engine.connect() as conn:
                     first_id = {"ids": [envelopes[0].event_id]}
                     if (await conn.execute(_SELECT_BY_IDS, first_id)).first() is not None:
-                        return await self._already_stored(conn, stream_id, envelopes)
+                        return await self._already_stored(conn, stream_id, expected, envelopes)
                 raise ConcurrencyConflict(
                     f"stream {stream_id} moved past version {expected.version}"
                 ) from error
@@ -271,9 +263,19 @@ class PostgresEventStore:
         return [e.model_copy(update={"position": positions[e.event_id]}) for e in envelopes]
 
     async def _already_stored(
-        self, conn: AsyncConnection, stream_id: str, envelopes: list[Envelope]
+        self,
+        conn: AsyncConnection,
+        stream_id: str,
+        expected: StreamHead,
+        envelopes: list[Envelope],
     ) -> list[Envelope]:
+        """Nothing was inserted: the events were stored before (a retry), or the head is wrong."""
         rows = (await conn.execute(_SELECT_BY_IDS, {"ids": [e.event_id for e in envelopes]})).all()
+        if not rows:
+            raise ConcurrencyConflict(
+                f"stream {stream_id} has no version {expected.version} with hash"
+                f" {expected.hash}: reload it and decide again"
+            )
         stored = [_envelope(row) for row in rows]
         if len(stored) != len(envelopes) or any(e.stream_id != stream_id for e in stored):
             raise ValueError(
