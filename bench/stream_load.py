@@ -19,7 +19,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import Awaitable, Callable
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -44,7 +44,7 @@ from services.schema_migrations import migrate
 
 MODEL = "bench-long-stream"
 STREAM_ID = str(uuid7())
-START_TIME = datetime(2024, 5, 1, tzinfo=timezone.utc)
+START_TIME = datetime(2024, 5, 1, tzinfo=UTC)
 
 
 def plain(url: str, database: str | None = None) -> str:

@@ -1,4 +1,4 @@
-"""The one JSON codec of the project (orjson), and the canonical bytes that the hash chain covers."""
+"""The one JSON codec of the project (orjson), and the canonical bytes the hash chain covers."""
 
 from __future__ import annotations
 

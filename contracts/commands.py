@@ -3,7 +3,7 @@ handler resolves the name to the model's stream. The same contracts serve HTTP a
 
 from __future__ import annotations
 
-from typing import Annotated, Literal, Union
+from typing import Annotated, Literal
 
 from pydantic import Field
 
@@ -133,22 +133,20 @@ class DeleteVersion(Frozen):
 
 
 Command = Annotated[
-    Union[
-        RegisterModel,
-        UpdateModelDescription,
-        SetModelTag,
-        DeleteModelTag,
-        RenameModel,
-        DeleteModel,
-        RegisterVersion,
-        UpdateVersionDescription,
-        SetVersionTag,
-        DeleteVersionTag,
-        RecordMetrics,
-        TransitionStage,
-        SetAlias,
-        DeleteAlias,
-        DeleteVersion,
-    ],
+    RegisterModel
+    | UpdateModelDescription
+    | SetModelTag
+    | DeleteModelTag
+    | RenameModel
+    | DeleteModel
+    | RegisterVersion
+    | UpdateVersionDescription
+    | SetVersionTag
+    | DeleteVersionTag
+    | RecordMetrics
+    | TransitionStage
+    | SetAlias
+    | DeleteAlias
+    | DeleteVersion,
     Field(discriminator="type"),
 ]

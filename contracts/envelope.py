@@ -1,4 +1,4 @@
-"""The event envelope: identity, order, time, actor, causality and the hash chain around a payload."""
+"""The event envelope: identity, order, time, actor, causality and hash chain around a payload."""
 
 from __future__ import annotations
 

@@ -3,7 +3,7 @@ envelope (contracts.envelope) adds identity, order, time, actor and the hash cha
 
 from __future__ import annotations
 
-from typing import Annotated, Literal, Union, get_args
+from typing import Annotated, Literal, get_args
 
 from pydantic import Field, TypeAdapter
 
@@ -123,23 +123,21 @@ class VersionDeleted(Frozen):
 
 
 Event = Annotated[
-    Union[
-        ModelRegistered,
-        ModelDescriptionUpdated,
-        ModelTagSet,
-        ModelTagDeleted,
-        ModelRenamed,
-        ModelDeleted,
-        VersionRegistered,
-        VersionDescriptionUpdated,
-        VersionTagSet,
-        VersionTagDeleted,
-        MetricsRecorded,
-        StageChanged,
-        AliasSet,
-        AliasDeleted,
-        VersionDeleted,
-    ],
+    ModelRegistered
+    | ModelDescriptionUpdated
+    | ModelTagSet
+    | ModelTagDeleted
+    | ModelRenamed
+    | ModelDeleted
+    | VersionRegistered
+    | VersionDescriptionUpdated
+    | VersionTagSet
+    | VersionTagDeleted
+    | MetricsRecorded
+    | StageChanged
+    | AliasSet
+    | AliasDeleted
+    | VersionDeleted,
     Field(discriminator="type"),
 ]
 

@@ -24,7 +24,9 @@ def derived_event_id(command_id: uuid.UUID, index: int) -> uuid.UUID:
     """The id of the `index`-th event a command produces: deterministic, so a retried command
     (same command id) yields the same event ids and the store's idempotent append writes it once;
     and still time-ordered, since it keeps the command id's UUIDv7 timestamp."""
-    digest = int.from_bytes(hashlib.sha256(command_id.bytes + index.to_bytes(4, "big")).digest()[:10], "big")
+    digest = int.from_bytes(
+        hashlib.sha256(command_id.bytes + index.to_bytes(4, "big")).digest()[:10], "big"
+    )
     value = (command_id.int >> 80) << 80  # the 48-bit timestamp
     value |= 0x7 << 76
     value |= ((digest >> 62) & 0xFFF) << 64

@@ -34,7 +34,9 @@ def check_model_name(name: str) -> str:
     if any(unicodedata.category(char) in ("Cc", "Cf") for char in name):
         # Cc: control characters; Cf: invisible format characters (zero-width, bidi overrides)
         # that would let two different names look the same.
-        raise ValueError(f"a model name must not contain control or invisible characters, got {name!r}")
+        raise ValueError(
+            f"a model name must not contain control or invisible characters, got {name!r}"
+        )
     if name != name.strip():
         raise ValueError(f"a model name must not start or end with whitespace, got {name!r}")
     return name

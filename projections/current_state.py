@@ -119,7 +119,7 @@ class CurrentStateProjection:
         self._applied: OrderedDict[str, _Applied] = OrderedDict()
 
     async def apply(self, conn: AsyncConnection, events: Sequence[Envelope]) -> None:
-        """Apply `events` (any order across streams, in order within one) inside `conn`'s transaction.
+        """Apply `events` (any order across streams, in order within each) in `conn`'s transaction.
 
         Events at or below a model's recorded stream version are skipped: applying twice is a no-op.
         """
@@ -199,7 +199,8 @@ class CurrentStateProjection:
 
 
 def _has_gap(events: list[Envelope]) -> bool:
-    return any(b.stream_version != a.stream_version + 1 for a, b in zip(events, events[1:]))
+    pairs = zip(events, events[1:], strict=False)
+    return any(b.stream_version != a.stream_version + 1 for a, b in pairs)
 
 
 # Queries -----------------------------------------------------------------------------------------

@@ -1,1 +1,1 @@
-"""Registrar's runnable services: the command handling core, the event store, the HTTP API, the CLI."""
+"""Registrar's runnable services: command handling, the event store, the HTTP API, the CLI."""

@@ -6,12 +6,16 @@ import argparse
 import asyncio
 import logging
 import sys
+from collections.abc import Coroutine
 from pathlib import Path
+from typing import Any
 
 from services.settings import Settings
 
 
-def _serve(settings: Settings, host: str, port: int, *, embedded_ok: bool, run_projector: bool) -> int:
+def _serve(
+    settings: Settings, host: str, port: int, *, embedded_ok: bool, run_projector: bool
+) -> int:
     import uvicorn
 
     from services.api.app import create_app
@@ -30,7 +34,14 @@ def _serve(settings: Settings, host: str, port: int, *, embedded_ok: bool, run_p
         url, run_projector=run_projector, query_wait_seconds=settings.query_wait_seconds
     )
     server = uvicorn.Server(
-        uvicorn.Config(app, host=host, port=port, log_level=settings.log_level, access_log=False)
+        uvicorn.Config(
+            app,
+            host=host,
+            port=port,
+            log_level=settings.log_level,
+            access_log=False,
+            http="httptools",  # the C parser: h11's pure-Python one cost ~15% of a request's CPU
+        )
     )
 
     async def run() -> None:
@@ -39,17 +50,30 @@ def _serve(settings: Settings, host: str, port: int, *, embedded_ok: bool, run_p
             await asyncio.sleep(0.05)
         if server.started:
             bound = server.servers[0].sockets[0].getsockname()
-            print(f"Registrar is up at http://{bound[0]}:{bound[1]}  (API docs: /docs)", flush=True)
+            print(
+                f"Registrar is up at http://{bound[0]}:{bound[1]}  (API docs: /docs)",
+                flush=True,
+            )
             print(f"Database: {where}. Ctrl-C stops it.", flush=True)
         await task
 
     try:
-        asyncio.run(run())
+        _run_event_loop(run())
     except KeyboardInterrupt:
         pass  # uvicorn re-raises Ctrl-C once it has shut down cleanly
     if server.started:
         print("Registrar stopped.", flush=True)
     return 0 if server.started else 1
+
+
+def _run_event_loop(main: Coroutine[Any, Any, None]) -> None:
+    """Run `main` on uvloop where it exists (a faster event loop), else on asyncio's own."""
+    try:
+        import uvloop
+    except ImportError:
+        asyncio.run(main)
+    else:
+        uvloop.run(main)
 
 
 def _migrate(settings: Settings) -> int:
@@ -79,12 +103,14 @@ def _export_contracts(directory: Path) -> int:
 
 
 def parser() -> argparse.ArgumentParser:
-    root = argparse.ArgumentParser(prog="registrar", description="An event-sourced ML model registry")
+    root = argparse.ArgumentParser(
+        prog="registrar", description="An event-sourced ML model registry"
+    )
     commands = root.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     up = commands.add_parser(
         "up",
-        help="run the whole system: embedded PostgreSQL (unless REGISTRAR_DATABASE_URL), API, projector",
+        help="run everything: embedded PostgreSQL (unless REGISTRAR_DATABASE_URL), API, projector",
     )
     serve = commands.add_parser("serve", help="run the API against REGISTRAR_DATABASE_URL")
     for sub in (up, serve):
@@ -107,7 +133,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     settings = Settings.from_env()
     logging.basicConfig(
-        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+        level=settings.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     if args.command in ("up", "serve"):
         host = args.host or settings.host

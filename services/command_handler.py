@@ -10,7 +10,7 @@ import random
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from uuid import UUID
 
 from contracts.commands import Command, RegisterModel, RegisterVersion, RenameModel
@@ -101,7 +101,7 @@ class Outcome:
 
 
 def _utc_now() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 def _name_change(events: list[Event]) -> NameChange | None:
@@ -133,6 +133,7 @@ class CommandHandler:
         self.cache_size = cache_size
         self.on_append = on_append
         self._cache: OrderedDict[str, LoadedStream] = OrderedDict()
+        self._stream_of_name: dict[str, str] = {}
         self._locks: dict[str, asyncio.Lock] = {}
         self._waiting: dict[str, int] = {}
 
@@ -159,24 +160,40 @@ class CommandHandler:
                 del self._waiting[name], self._locks[name]
 
     async def _handle(self, command: Command, meta: CommandMeta) -> Outcome:
-        for attempt in range(self.max_attempts):
-            if attempt:
-                await asyncio.sleep(random.uniform(0, min(0.1, 0.002 * 2**attempt)))
-            stream_id = await self.store.resolve_name(command.name)
-            new_stream = stream_id is None
-            loaded = await self.load_stream(stream_id) if stream_id else LoadedStream(str(self.new_id()), None)
-            await self._check_other_streams(command)
-            decided = decide(command, loaded.state, new_model_id=loaded.stream_id if new_stream else "")
+        # First try on the state this process already holds, without reading: an append at a
+        # stale head is refused by the store, and a refusal or no-op decided on it is checked
+        # again on the stream as stored. Every later try reads the stream first.
+        cached = self._cached(command.name)
+        conflicts = 0
+        while conflicts < self.max_attempts:
+            verified = cached is None
+            loaded = cached if cached is not None else await self.load(command.name)
+            cached = None
+            new_stream = loaded is None
+            if loaded is None:
+                loaded = LoadedStream(str(self.new_id()), None)
+            try:
+                await self._check_other_streams(command)
+                decided = decide(command, loaded.state, loaded.stream_id if new_stream else "")
+            except DomainError:
+                if verified:
+                    raise
+                continue
             if not decided:
-                return Outcome(loaded, [])
+                if verified:
+                    return Outcome(loaded, [])
+                continue
             new_events = [self._new_event(i, event, meta) for i, event in enumerate(decided)]
             try:
                 appended = await self.store.append(
                     loaded.stream_id, loaded.head, new_events, _name_change(decided)
                 )
             except (ConcurrencyConflict, NameTaken):
-                self._cache.pop(loaded.stream_id, None)
-                continue  # someone else wrote first: reload and decide again
+                # Someone else wrote first: pause a little (so concurrent writers in other
+                # processes spread out), then read what they wrote and decide again.
+                conflicts += 1
+                await asyncio.sleep(random.uniform(0, min(0.1, 0.002 * 2**conflicts)))
+                continue
             if appended[0].stream_version <= loaded.version:
                 return Outcome(loaded, appended)  # a retried command: its events were stored before
             after = loaded.folded(appended)
@@ -190,10 +207,28 @@ class CommandHandler:
             f"gave up after {self.max_attempts} attempts, retry later"
         )
 
+    def _cached(self, name: str) -> LoadedStream | None:
+        """This process's last known state of the model named `name`, if it holds one."""
+        cached = self._cache.get(self._stream_of_name.get(name, ""))
+        if cached is None or cached.state is None or cached.state.name != name:
+            return None
+        return cached
+
     async def load(self, name: str) -> LoadedStream | None:
-        """The stream that holds or once held `name`, as of now (strongly consistent)."""
-        stream_id = await self.store.resolve_name(name)
-        return None if stream_id is None else await self.load_stream(stream_id)
+        """The stream that holds or once held `name`, as of now (strongly consistent).
+
+        A model loaded before costs one query: its name resolved and its new events read together.
+        """
+        cached = self._cached(name)
+        known = (cached.stream_id, cached.version) if cached is not None else None
+        stream_id, events = await self.store.read_stream_by_name(name, known)
+        if stream_id is None:
+            return None
+        if cached is None or cached.stream_id != stream_id:
+            return await self.load_stream(stream_id)
+        loaded = cached.folded(events)
+        self._remember(loaded)
+        return loaded
 
     async def load_stream(self, stream_id: str) -> LoadedStream:
         """The stream's current state: cache or snapshot, plus the events written since."""
@@ -217,7 +252,10 @@ class CommandHandler:
         )
 
     async def _snapshot_if_due(self, version_before: int, after: LoadedStream) -> None:
-        if after.state is None or after.version // self.snapshot_every == version_before // self.snapshot_every:
+        if (
+            after.state is None
+            or after.version // self.snapshot_every == version_before // self.snapshot_every
+        ):
             return
         try:
             await self.store.save_snapshot(
@@ -240,7 +278,9 @@ class CommandHandler:
                 if parent.model == command.name:
                     continue
                 other = await self.load(parent.model)
-                version = other.state.live_version(parent.version) if other and other.state else None
+                version = (
+                    other.state.live_version(parent.version) if other and other.state else None
+                )
                 if version is None or other is None or other.state is None or other.state.deleted:
                     raise Invalid(
                         f"parent version {parent.version} of model {parent.model!r} does not exist"
@@ -251,7 +291,9 @@ class CommandHandler:
                 try:
                     decide(RegisterModel(name=command.new_name), holder.state)
                 except DomainError as refused:
-                    raise Conflict(f"cannot rename to {command.new_name!r}: {refused.message}") from None
+                    raise Conflict(
+                        f"cannot rename to {command.new_name!r}: {refused.message}"
+                    ) from None
 
     def _new_event(self, index: int, event: Event, meta: CommandMeta) -> NewEvent:
         return NewEvent(
@@ -266,7 +308,11 @@ class CommandHandler:
         )
 
     def _remember(self, loaded: LoadedStream) -> None:
+        if loaded.state is not None:
+            self._stream_of_name[loaded.state.name] = loaded.stream_id
         self._cache[loaded.stream_id] = loaded
         self._cache.move_to_end(loaded.stream_id)
         while len(self._cache) > self.cache_size:
-            self._cache.popitem(last=False)
+            _, dropped = self._cache.popitem(last=False)
+            if dropped.state is not None:
+                self._stream_of_name.pop(dropped.state.name, None)

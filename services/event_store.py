@@ -3,15 +3,15 @@ hash-chained per stream; read a stream; read everything in commit order; names; 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any, NamedTuple
 from uuid import UUID
 
-from sqlalchemy import text
-from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+import asyncpg
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from contracts.codec import dumps, loads
 from contracts.envelope import GENESIS_HASH, Envelope, chain_hash
@@ -92,74 +92,94 @@ _COLUMNS = (
     " causation_id, correlation_id, payload, prev_hash, hash"
 )
 
-_INSERT = text(
-    """
+_INSERT_EVENTS = """
     INSERT INTO events (event_id, stream_id, stream_version, type, schema_version, recorded_at,
                         actor, causation_id, correlation_id, payload, prev_hash, hash)
-    SELECT * FROM unnest(
-        CAST(:event_ids AS uuid[]), CAST(:stream_ids AS text[]), CAST(:versions AS int[]),
-        CAST(:types AS text[]), CAST(:schema_versions AS int[]),
-        CAST(:recorded_ats AS timestamptz[]), CAST(:actors AS text[]),
-        CAST(:causation_ids AS uuid[]), CAST(:correlation_ids AS uuid[]),
-        CAST(:payloads AS json[]), CAST(:prev_hashes AS text[]), CAST(:hashes AS text[]))
+    SELECT * FROM unnest($1::uuid[], $2::text[], $3::int[], $4::text[], $5::int[],
+                         $6::timestamptz[], $7::text[], $8::uuid[], $9::uuid[], $10::json[],
+                         $11::text[], $12::text[])
     -- The unique stream version catches a stale head; this catches a head the stream never had
     -- (a gap, or a chain linked to a hash that is not the stream's): then nothing is inserted.
-    WHERE CAST(:head_version AS int) = 0 OR EXISTS (
-        SELECT 1 FROM events WHERE stream_id = :head_stream
-        AND stream_version = :head_version AND hash = :head_hash)
+    WHERE $14::int = 0 OR EXISTS (
+        SELECT 1 FROM events WHERE stream_id = $13 AND stream_version = $14 AND hash = $15)
     ON CONFLICT (event_id) DO NOTHING
-    RETURNING position, event_id, transaction_id::text::bigint AS transaction_id
-    """
+    RETURNING position, event_id, transaction_id
+"""
+# Each append is ONE statement, so it is atomic without BEGIN/COMMIT round trips: the events,
+# and for RegisterModel / RenameModel the name claim (a unique violation undoes the events too).
+_APPEND = (
+    f"WITH inserted AS ({_INSERT_EVENTS})"
+    " SELECT position, event_id, transaction_id::text::bigint AS transaction_id FROM inserted"
 )
-_SELECT_BY_IDS = text(f"SELECT {_COLUMNS} FROM events WHERE event_id = ANY(:ids) ORDER BY position")
-_READ_STREAM = text(
-    f"SELECT {_COLUMNS} FROM events WHERE stream_id = :stream_id AND stream_version > :after"
+_APPEND_WITH_NAMES = (
+    f"WITH inserted AS ({_INSERT_EVENTS}),"
+    " claimed AS (INSERT INTO model_names (name, stream_id, is_current)"
+    "   SELECT $16, $13, true WHERE EXISTS (SELECT 1 FROM inserted) RETURNING name),"
+    " retired AS (UPDATE model_names SET is_current = false"
+    "   WHERE name = $17 AND stream_id = $13 AND EXISTS (SELECT 1 FROM inserted) RETURNING name)"
+    " SELECT position, event_id, transaction_id::text::bigint AS transaction_id FROM inserted"
+)
+_SELECT_BY_IDS = f"SELECT {_COLUMNS} FROM events WHERE event_id = ANY($1::uuid[]) ORDER BY position"
+_READ_STREAM = (
+    f"SELECT {_COLUMNS} FROM events WHERE stream_id = $1 AND stream_version > $2"
     " ORDER BY stream_version"
 )
 # Rows of transactions below the oldest still-running transaction (pg_snapshot_xmin) can no longer
 # change; anything committed later has a transaction id at or above it, so after our checkpoint.
-_READ_ALL = text(
+_READ_ALL = (
     f"SELECT {_COLUMNS}, transaction_id::text::bigint AS transaction_id FROM events"
-    " WHERE (transaction_id, position) > (CAST(CAST(:tx AS text) AS xid8), :pos)"
+    " WHERE (transaction_id, position) > ($1::text::xid8, $2)"
     "   AND transaction_id < pg_snapshot_xmin(pg_current_snapshot())"
-    " ORDER BY transaction_id, position LIMIT :limit"
+    " ORDER BY transaction_id, position LIMIT $3"
 )
-_CLAIM_NAME = text(
-    "INSERT INTO model_names (name, stream_id, is_current) VALUES (:name, :stream_id, true)"
+# The stream holding `name` and, when it is the stream the caller has cached, the events after the
+# cached version: one round trip for the common case of a command on a model loaded before.
+_READ_BY_NAME = (
+    f"SELECT n.stream_id AS resolved, {', '.join('e.' + c.strip() for c in _COLUMNS.split(','))}"
+    " FROM model_names n LEFT JOIN events e ON e.stream_id = n.stream_id"
+    "  AND n.stream_id = $2 AND e.stream_version > $3"
+    " WHERE n.name = $1 ORDER BY e.stream_version"
 )
-_RETIRE_NAME = text(
-    "UPDATE model_names SET is_current = false WHERE name = :name AND stream_id = :stream_id"
+_CHECKPOINT_OF = "SELECT transaction_id::text::bigint FROM events WHERE position = $1"
+_RESOLVE_NAME = "SELECT stream_id FROM model_names WHERE name = $1"
+_LOAD_SNAPSHOT = (
+    "SELECT stream_id, stream_version, head_hash, head_position, state_schema, state"
+    " FROM snapshots WHERE stream_id = $1"
+)
+_SAVE_SNAPSHOT = (
+    "INSERT INTO snapshots (stream_id, stream_version, head_hash, head_position, state_schema,"
+    " state) VALUES ($1, $2, $3, $4, $5, $6::jsonb)"
+    " ON CONFLICT (stream_id) DO UPDATE SET stream_version = excluded.stream_version,"
+    " head_hash = excluded.head_hash, head_position = excluded.head_position,"
+    " state_schema = excluded.state_schema, state = excluded.state, taken_at = now()"
+    " WHERE snapshots.stream_version < excluded.stream_version"
+    " OR snapshots.state_schema <> excluded.state_schema"
 )
 
 
-def _envelope(row: Any) -> Envelope:
-    payload = row.payload if isinstance(row.payload, dict) else loads(row.payload)
+def _envelope(row: asyncpg.Record) -> Envelope:
+    payload = row["payload"]
     return Envelope.model_construct(
-        event_id=row.event_id,
-        stream_id=row.stream_id,
-        stream_version=row.stream_version,
-        position=row.position,
-        type=row.type,
-        schema_version=row.schema_version,
-        recorded_at=row.recorded_at,
-        actor=row.actor,
-        causation_id=row.causation_id,
-        correlation_id=row.correlation_id,
-        payload=payload,
-        prev_hash=row.prev_hash,
-        hash=row.hash,
+        event_id=row["event_id"],
+        stream_id=row["stream_id"],
+        stream_version=row["stream_version"],
+        position=row["position"],
+        type=row["type"],
+        schema_version=row["schema_version"],
+        recorded_at=row["recorded_at"],
+        actor=row["actor"],
+        causation_id=row["causation_id"],
+        correlation_id=row["correlation_id"],
+        payload=payload if isinstance(payload, dict) else loads(payload),
+        prev_hash=row["prev_hash"],
+        hash=row["hash"],
     )
-
-
-def _violated_constraint(error: IntegrityError) -> str:
-    cause = getattr(error.orig, "__cause__", None)
-    return str(getattr(cause, "constraint_name", "") or "")
 
 
 def _as_stored(at: datetime) -> datetime:
     """The time as a timestamptz reads back: the same instant, in UTC (a naive time is UTC, as in
     the codec). Hashing anything else would make the stored hash unverifiable from the row."""
-    return at.replace(tzinfo=timezone.utc) if at.tzinfo is None else at.astimezone(timezone.utc)
+    return at.replace(tzinfo=UTC) if at.tzinfo is None else at.astimezone(UTC)
 
 
 def chain(stream_id: str, head: StreamHead, events: Sequence[NewEvent]) -> list[Envelope]:
@@ -190,11 +210,30 @@ def chain(stream_id: str, head: StreamHead, events: Sequence[NewEvent]) -> list[
 
 
 class PostgresEventStore:
+    """The event store. Its statements run on the asyncpg connection of a connection from the
+    SQLAlchemy engine's pool: each is a single statement (atomic on its own, no BEGIN/COMMIT round
+    trips), and SQLAlchemy's per-statement machinery would cost about three times the driver's CPU
+    on this, the hottest path (see README, Performance)."""
+
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
         self.last_checkpoint = START
         """The commit-order checkpoint of the newest event this process appended: a projection
         that has reached it shows every write this process made (read-your-writes)."""
+
+    @contextlib.asynccontextmanager
+    async def _driver(self) -> AsyncIterator[asyncpg.Connection]:
+        pooled = await self.engine.raw_connection()
+        try:
+            yield pooled.driver_connection  # type: ignore[misc]
+        except (asyncpg.PostgresError, ValueError, ConcurrencyConflict, NameTaken):
+            pooled.close()  # the server refused a statement: the connection itself is fine
+            raise
+        except BaseException:
+            pooled.invalidate()  # cancelled or broken mid-statement: do not reuse it
+            raise
+        else:
+            pooled.close()
 
     async def append(
         self,
@@ -211,66 +250,62 @@ class PostgresEventStore:
         if not events:
             return []
         envelopes = chain(stream_id, expected, events)
-        params = {
-            "event_ids": [e.event_id for e in envelopes],
-            "stream_ids": [stream_id] * len(envelopes),
-            "versions": [e.stream_version for e in envelopes],
-            "types": [e.type for e in envelopes],
-            "schema_versions": [e.schema_version for e in envelopes],
-            "recorded_ats": [e.recorded_at for e in envelopes],
-            "actors": [e.actor for e in envelopes],
-            "causation_ids": [e.causation_id for e in envelopes],
-            "correlation_ids": [e.correlation_id for e in envelopes],
-            "payloads": [dumps(e.payload).decode() for e in envelopes],
-            "prev_hashes": [e.prev_hash for e in envelopes],
-            "hashes": [e.hash for e in envelopes],
-            "head_stream": stream_id,
-            "head_version": expected.version,
-            "head_hash": expected.hash,
-        }
-        try:
-            async with self.engine.begin() as conn:
-                inserted = (await conn.execute(_INSERT, params)).all()
-                if not inserted:
-                    return await self._already_stored(conn, stream_id, expected, envelopes)
-                if len(inserted) != len(envelopes):
-                    raise ValueError("an append mixed new events with already stored ones")
-                if names is not None:
-                    await conn.execute(_CLAIM_NAME, {"name": names.claim, "stream_id": stream_id})
-                    if names.retire is not None:
-                        await conn.execute(
-                            _RETIRE_NAME, {"name": names.retire, "stream_id": stream_id}
-                        )
-        except IntegrityError as error:
-            constraint = _violated_constraint(error)
-            if constraint == "events_stream_version_unique":
+        args: list[Any] = [
+            [e.event_id for e in envelopes],
+            [stream_id] * len(envelopes),
+            [e.stream_version for e in envelopes],
+            [e.type for e in envelopes],
+            [e.schema_version for e in envelopes],
+            [e.recorded_at for e in envelopes],
+            [e.actor for e in envelopes],
+            [e.causation_id for e in envelopes],
+            [e.correlation_id for e in envelopes],
+            [dumps(e.payload).decode() for e in envelopes],
+            [e.prev_hash for e in envelopes],
+            [e.hash for e in envelopes],
+            stream_id,
+            expected.version,
+            expected.hash,
+        ]
+        statement = _APPEND
+        if names is not None:
+            statement = _APPEND_WITH_NAMES
+            args += [names.claim, names.retire]
+        async with self._driver() as conn:
+            try:
+                inserted = await conn.fetch(statement, *args)
+            except asyncpg.UniqueViolationError as error:
+                if error.constraint_name == "model_names_pkey" and names is not None:
+                    raise NameTaken(names.claim) from error
+                if error.constraint_name != "events_stream_version_unique":
+                    raise
                 # ON CONFLICT (event_id) does not cover every race: a concurrent append of these
                 # same events can surface as a version conflict. Then this append is a retry.
-                async with self.engine.connect() as conn:
-                    first_id = {"ids": [envelopes[0].event_id]}
-                    if (await conn.execute(_SELECT_BY_IDS, first_id)).first() is not None:
-                        return await self._already_stored(conn, stream_id, expected, envelopes)
-                raise ConcurrencyConflict(
-                    f"stream {stream_id} moved past version {expected.version}"
-                ) from error
-            if constraint == "model_names_pkey" and names is not None:
-                raise NameTaken(names.claim) from error
-            raise
-        positions = {row.event_id: row.position for row in inserted}
+                if await conn.fetchval(_SELECT_BY_IDS, [envelopes[0].event_id]) is None:
+                    raise ConcurrencyConflict(
+                        f"stream {stream_id} moved past version {expected.version}"
+                    ) from error
+                inserted = []
+            if not inserted:
+                return await self._already_stored(conn, stream_id, expected, envelopes)
+        if len(inserted) != len(envelopes):
+            raise ValueError("an append mixed new events with already stored ones")
+        positions = {row["event_id"]: row["position"] for row in inserted}
         self.last_checkpoint = max(
-            self.last_checkpoint, *(Checkpoint(r.transaction_id, r.position) for r in inserted)
+            self.last_checkpoint,
+            *(Checkpoint(row["transaction_id"], row["position"]) for row in inserted),
         )
         return [e.model_copy(update={"position": positions[e.event_id]}) for e in envelopes]
 
     async def _already_stored(
         self,
-        conn: AsyncConnection,
+        conn: asyncpg.Connection,
         stream_id: str,
         expected: StreamHead,
         envelopes: list[Envelope],
     ) -> list[Envelope]:
         """Nothing was inserted: the events were stored before (a retry), or the head is wrong."""
-        rows = (await conn.execute(_SELECT_BY_IDS, {"ids": [e.event_id for e in envelopes]})).all()
+        rows = await conn.fetch(_SELECT_BY_IDS, [e.event_id for e in envelopes])
         if not rows:
             raise ConcurrencyConflict(
                 f"stream {stream_id} has no version {expected.version} with hash"
@@ -285,11 +320,10 @@ class PostgresEventStore:
         return stored
 
     async def read_stream(self, stream_id: str, after_version: int = 0) -> list[Envelope]:
-        async with self.engine.connect() as conn:
-            result = await conn.execute(
-                _READ_STREAM, {"stream_id": stream_id, "after": after_version}
-            )
-            return [_envelope(row) for row in result]
+        async with self._driver() as conn:
+            return [
+                _envelope(row) for row in await conn.fetch(_READ_STREAM, stream_id, after_version)
+            ]
 
     async def read_all(self, after: Checkpoint = START, limit: int = 1000) -> list[RecordedEvent]:
         """Committed events after `after`, in commit order: (transaction id, position).
@@ -299,81 +333,60 @@ class PostgresEventStore:
         never does: the reader stops below the oldest transaction still running.
         Within one stream, commit order is version order.
         """
-        async with self.engine.connect() as conn:
-            result = await conn.execute(
-                _READ_ALL, {"tx": str(after.transaction_id), "pos": after.position, "limit": limit}
-            )
-            return [
-                RecordedEvent(_envelope(row), Checkpoint(row.transaction_id, row.position))
-                for row in result
-            ]
+        async with self._driver() as conn:
+            rows = await conn.fetch(_READ_ALL, str(after.transaction_id), after.position, limit)
+        return [
+            RecordedEvent(_envelope(row), Checkpoint(row["transaction_id"], row["position"]))
+            for row in rows
+        ]
 
     async def checkpoint_of(self, position: int) -> Checkpoint | None:
         """The commit-order checkpoint of the event at `position`, if it is stored."""
-        async with self.engine.connect() as conn:
-            row = (
-                await conn.execute(
-                    text(
-                        "SELECT transaction_id::text::bigint AS tx FROM events"
-                        " WHERE position = :position"
-                    ),
-                    {"position": position},
-                )
-            ).first()
-        return None if row is None else Checkpoint(row.tx, position)
+        async with self._driver() as conn:
+            transaction_id = await conn.fetchval(_CHECKPOINT_OF, position)
+        return None if transaction_id is None else Checkpoint(transaction_id, position)
 
     async def resolve_name(self, name: str) -> str | None:
         """The stream that holds or once held `name`, if any."""
-        async with self.engine.connect() as conn:
-            result = await conn.execute(
-                text("SELECT stream_id FROM model_names WHERE name = :name"), {"name": name}
-            )
-            return result.scalar_one_or_none()
+        async with self._driver() as conn:
+            return await conn.fetchval(_RESOLVE_NAME, name)  # type: ignore[no-any-return]
+
+    async def read_stream_by_name(
+        self, name: str, known: tuple[str, int] | None = None
+    ) -> tuple[str | None, list[Envelope]]:
+        """The stream that holds or once held `name`, and, if it is `known` = (stream id, version),
+        its events after that version (else no events: load that stream afresh)."""
+        known_stream, known_version = known or ("", 0)
+        async with self._driver() as conn:
+            rows = await conn.fetch(_READ_BY_NAME, name, known_stream, known_version)
+        if not rows:
+            return None, []
+        return rows[0]["resolved"], [_envelope(row) for row in rows if row["event_id"] is not None]
 
     async def load_snapshot(self, stream_id: str) -> Snapshot | None:
-        async with self.engine.connect() as conn:
-            row = (
-                await conn.execute(
-                    text(
-                        "SELECT stream_id, stream_version, head_hash, head_position, state_schema,"
-                        " state FROM snapshots WHERE stream_id = :stream_id"
-                    ),
-                    {"stream_id": stream_id},
-                )
-            ).first()
+        async with self._driver() as conn:
+            row = await conn.fetchrow(_LOAD_SNAPSHOT, stream_id)
         if row is None:
             return None
-        state = row.state if not isinstance(row.state, (str, bytes)) else loads(row.state)
+        state = row["state"]
         return Snapshot(
-            row.stream_id,
-            row.stream_version,
-            row.head_hash,
-            row.head_position,
-            row.state_schema,
-            state,
+            row["stream_id"],
+            row["stream_version"],
+            row["head_hash"],
+            row["head_position"],
+            row["state_schema"],
+            loads(state) if isinstance(state, (str, bytes)) else state,
         )
 
     async def save_snapshot(self, snapshot: Snapshot) -> None:
         """Keep the newest snapshot of a stream (an older one never replaces a newer one)."""
-        async with self.engine.begin() as conn:
+        async with self._driver() as conn:
             await conn.execute(
-                text(
-                    "INSERT INTO snapshots (stream_id, stream_version, head_hash, head_position,"
-                    " state_schema, state)"
-                    " VALUES (:stream_id, :version, :head_hash, :head_position, :schema,"
-                    " CAST(:state AS jsonb))"
-                    " ON CONFLICT (stream_id) DO UPDATE SET stream_version = excluded.stream_version,"
-                    " head_hash = excluded.head_hash, head_position = excluded.head_position,"
-                    " state_schema = excluded.state_schema, state = excluded.state, taken_at = now()"
-                    " WHERE snapshots.stream_version < excluded.stream_version"
-                    " OR snapshots.state_schema <> excluded.state_schema"
-                ),
-                {
-                    "stream_id": snapshot.stream_id,
-                    "version": snapshot.stream_version,
-                    "head_hash": snapshot.head_hash,
-                    "head_position": snapshot.head_position,
-                    "schema": snapshot.state_schema,
-                    "state": dumps(snapshot.state).decode(),
-                },
+                _SAVE_SNAPSHOT,
+                snapshot.stream_id,
+                snapshot.stream_version,
+                snapshot.head_hash,
+                snapshot.head_position,
+                snapshot.state_schema,
+                dumps(snapshot.state).decode(),
             )

@@ -80,7 +80,11 @@ class Projector:
                 await self.projection.apply(conn, [recorded.envelope for recorded in batch])
                 await conn.execute(
                     _SAVE_CHECKPOINT,
-                    {"name": self.projection.name, "tx": last.transaction_id, "pos": last.position},
+                    {
+                        "name": self.projection.name,
+                        "tx": last.transaction_id,
+                        "pos": last.position,
+                    },
                 )
         except BaseException:
             self.projection.forget()
@@ -106,7 +110,7 @@ class Projector:
             self._wake.clear()
             try:
                 await asyncio.wait_for(self._wake.wait(), self.idle_poll_seconds)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
 
     async def wait_for(self, target: Checkpoint, timeout: float) -> bool:
@@ -121,6 +125,6 @@ class Projector:
 
         try:
             await asyncio.wait_for(reached(), timeout)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             return False
         return True

@@ -38,7 +38,8 @@ async def migrate(engine: AsyncEngine) -> list[str]:
             raw = await conn.get_raw_connection()
             await raw.driver_connection.execute(sql)  # type: ignore[union-attr]
             await conn.execute(
-                text("INSERT INTO schema_migrations (name) VALUES (:name)"), {"name": name}
+                text("INSERT INTO schema_migrations (name) VALUES (:name)"),
+                {"name": name},
             )
             applied_now.append(name)
     return applied_now

@@ -100,7 +100,9 @@ async def test_a_version_carries_everything_it_was_registered_with(api: httpx.As
     }
 
 
-async def test_a_parent_that_does_not_exist_is_refused(api: httpx.AsyncClient, registry: Registry) -> None:
+async def test_a_parent_that_does_not_exist_is_refused(
+    api: httpx.AsyncClient, registry: Registry
+) -> None:
     name = await new_model(api)
     before = await event_count(registry)
     response = await api.post(
@@ -112,12 +114,15 @@ async def test_a_parent_that_does_not_exist_is_refused(api: httpx.AsyncClient, r
     assert await event_count(registry) == before
 
 
-async def test_promotion_with_archive_existing_archives_the_previous_holder(api: httpx.AsyncClient) -> None:
+async def test_promotion_with_archive_existing_archives_the_previous_holder(
+    api: httpx.AsyncClient,
+) -> None:
     name = await new_model(api, versions=2)
     first = await api.post(f"/v1/models/{name}/versions/1/stage", json={"stage": "production"})
     assert first.status_code == 200 and first.json()["stage"] == "Production"
     second = await api.post(
-        f"/v1/models/{name}/versions/2/stage", json={"stage": "Production", "archive_existing": True}
+        f"/v1/models/{name}/versions/2/stage",
+        json={"stage": "Production", "archive_existing": True},
     )
     assert second.json()["stage"] == "Production"
     assert second.json()["position"] > first.json()["position"]
@@ -142,7 +147,9 @@ async def test_an_alias_has_one_holder_and_moves(api: httpx.AsyncClient) -> None
     assert (await api.get(f"/v1/models/{name}/aliases/champion")).status_code == 404
 
 
-async def test_tags_descriptions_and_metrics_change_and_show_in_searches(api: httpx.AsyncClient) -> None:
+async def test_tags_descriptions_and_metrics_change_and_show_in_searches(
+    api: httpx.AsyncClient,
+) -> None:
     name = await new_model(api, versions=1)
     assert (await api.put(f"/v1/models/{name}/tags/owner", json={"value": "ml"})).status_code == 200
     tagged = await api.put(f"/v1/models/{name}/versions/1/tags/validated", json={"value": "yes"})
@@ -155,7 +162,9 @@ async def test_tags_descriptions_and_metrics_change_and_show_in_searches(api: ht
     assert model.json()["description"] == "about it"
     found = (await api.get("/v1/models", params={"name": name, "tag": "owner=ml"})).json()
     assert [m["name"] for m in found["models"]] == [name]
-    versions = (await api.get("/v1/versions", params={"tag": "validated=yes", "model": name})).json()
+    versions = (
+        await api.get("/v1/versions", params={"tag": "validated=yes", "model": name})
+    ).json()
     assert [v["version"] for v in versions["versions"]] == [1]
     untagged = await api.delete(f"/v1/models/{name}/versions/1/tags/validated")
     assert untagged.json()["tags"] == {}
@@ -219,7 +228,9 @@ async def test_name_globs_treat_sql_wildcards_literally(api: httpx.AsyncClient) 
     assert [m["name"] for m in found["models"]] == [f"{prefix}_a"]
 
 
-async def test_renaming_keeps_versions_and_the_old_name_points_to_the_new(api: httpx.AsyncClient) -> None:
+async def test_renaming_keeps_versions_and_the_old_name_points_to_the_new(
+    api: httpx.AsyncClient,
+) -> None:
     name = await new_model(api, versions=2)
     new_name = unique("renamed")
     renamed = await api.patch(f"/v1/models/{name}", json={"name": new_name})
@@ -227,12 +238,17 @@ async def test_renaming_keeps_versions_and_the_old_name_points_to_the_new(api: h
     old = await api.get(f"/v1/models/{name}")
     assert old.status_code == 404 and new_name in old.json()["error"]["message"]
     listed = (await api.get(f"/v1/models/{new_name}/versions")).json()
-    assert [(v["model"], v["version"]) for v in listed["versions"]] == [(new_name, 1), (new_name, 2)]
+    assert [(v["model"], v["version"]) for v in listed["versions"]] == [
+        (new_name, 1),
+        (new_name, 2),
+    ]
     reuse = await api.post("/v1/models", json={"name": name})
     assert reuse.status_code == 409 and "former name" in reuse.json()["error"]["message"]
 
 
-async def test_renaming_onto_a_taken_name_is_a_conflict(api: httpx.AsyncClient, registry: Registry) -> None:
+async def test_renaming_onto_a_taken_name_is_a_conflict(
+    api: httpx.AsyncClient, registry: Registry
+) -> None:
     first, second = await new_model(api), await new_model(api)
     before = await event_count(registry)
     response = await api.patch(f"/v1/models/{first}", json={"name": second})
@@ -240,7 +256,9 @@ async def test_renaming_onto_a_taken_name_is_a_conflict(api: httpx.AsyncClient, 
     assert await event_count(registry) == before
 
 
-async def test_deleting_a_version_keeps_its_number_and_releases_its_aliases(api: httpx.AsyncClient) -> None:
+async def test_deleting_a_version_keeps_its_number_and_releases_its_aliases(
+    api: httpx.AsyncClient,
+) -> None:
     name = await new_model(api, versions=2)
     await api.put(f"/v1/models/{name}/aliases/shadow", json={"version": 2})
     deleted = await api.delete(f"/v1/models/{name}/versions/2")
@@ -254,7 +272,11 @@ async def test_deleting_a_version_keeps_its_number_and_releases_its_aliases(api:
     live = (await api.get(f"/v1/models/{name}/versions")).json()
     assert [v["version"] for v in live["versions"]] == [1, 3]
     every = (await api.get(f"/v1/models/{name}/versions", params={"include_deleted": True})).json()
-    assert [(v["version"], v["deleted"]) for v in every["versions"]] == [(1, False), (2, True), (3, False)]
+    assert [(v["version"], v["deleted"]) for v in every["versions"]] == [
+        (1, False),
+        (2, True),
+        (3, False),
+    ]
 
 
 async def test_a_deleted_model_is_gone_and_its_name_is_not_reused(api: httpx.AsyncClient) -> None:
@@ -272,24 +294,34 @@ async def test_concurrent_registrations_on_one_model_are_gapless(api: httpx.Asyn
     responses = await asyncio.gather(
         *(api.post(f"/v1/models/{name}/versions", json={"source": f"s3://{i}"}) for i in range(25))
     )
-    assert all(r.status_code == 201 for r in responses), [r.text for r in responses if r.status_code != 201]
+    assert all(r.status_code == 201 for r in responses), [
+        r.text for r in responses if r.status_code != 201
+    ]
     assert sorted(r.json()["version"] for r in responses) == list(range(1, 26))
     assert (await api.get(f"/v1/models/{name}")).json()["latest_version"] == 25
 
 
-async def test_an_idempotency_key_makes_a_retry_change_nothing(api: httpx.AsyncClient, registry: Registry) -> None:
+async def test_an_idempotency_key_makes_a_retry_change_nothing(
+    api: httpx.AsyncClient, registry: Registry
+) -> None:
     name = await new_model(api)
     headers = {"Idempotency-Key": str(uuid4()), "X-Registrar-Actor": "ci"}
-    first = await api.post(f"/v1/models/{name}/versions", json={"source": "s3://a"}, headers=headers)
+    first = await api.post(
+        f"/v1/models/{name}/versions", json={"source": "s3://a"}, headers=headers
+    )
     before = await event_count(registry)
-    retry = await api.post(f"/v1/models/{name}/versions", json={"source": "s3://a"}, headers=headers)
+    retry = await api.post(
+        f"/v1/models/{name}/versions", json={"source": "s3://a"}, headers=headers
+    )
     assert retry.status_code == 201
     assert retry.json()["version"] == first.json()["version"] == 1
     assert retry.json()["position"] == first.json()["position"]
     assert await event_count(registry) == before
 
 
-async def test_events_record_the_actor_and_correlation_id(api: httpx.AsyncClient, registry: Registry) -> None:
+async def test_events_record_the_actor_and_correlation_id(
+    api: httpx.AsyncClient, registry: Registry
+) -> None:
     name = unique("actor")
     correlation = str(uuid4())
     response = await api.post(
@@ -313,10 +345,22 @@ BAD_REQUESTS = [
     ("post", "/v1/models", {"name": "ok", "tags": {"bad key!": "x"}}, 422, "tags"),
     ("post", "/v1/models", {"description": "no name"}, 422, "name"),
     ("post", "/v1/models/{m}/versions", {}, 422, "source"),
-    ("post", "/v1/models/{m}/versions", {"source": "s3://x", "metrics": {"auc": "high"}}, 422, "metrics.auc"),
+    (
+        "post",
+        "/v1/models/{m}/versions",
+        {"source": "s3://x", "metrics": {"auc": "high"}},
+        422,
+        "metrics.auc",
+    ),
     ("post", "/v1/models/{m}/versions", {"source": "s3://x", "size": -1}, 422, "size"),
     ("post", "/v1/models/{m}/versions/1/stage", {"stage": "Prod"}, 422, "stage"),
-    ("post", "/v1/models/{m}/versions/1/stage", {"stage": "None", "archive_existing": True}, 422, "archive_existing"),
+    (
+        "post",
+        "/v1/models/{m}/versions/1/stage",
+        {"stage": "None", "archive_existing": True},
+        422,
+        "archive_existing",
+    ),
     ("post", "/v1/models/{m}/versions/99/stage", {"stage": "Staging"}, 404, "version 99"),
     ("post", "/v1/models/nope-{m}/versions", {"source": "s3://x"}, 404, "no model"),
     ("put", "/v1/models/{m}/aliases/v1", {"version": 1}, 422, "reserved"),
@@ -390,3 +434,24 @@ async def test_the_projection_shows_what_the_streams_show(api: httpx.AsyncClient
     for listed_version in versions:
         one = (await api.get(f"/v1/models/{name}/versions/{listed_version['version']}")).json()
         assert listed_version == one
+
+
+async def test_openapi_documents_the_request_headers_on_writes(api: httpx.AsyncClient) -> None:
+    spec = (await api.get("/openapi.json")).json()
+    post = spec["paths"]["/v1/models/{name}/versions"]["post"]
+    headers = {p["name"] for p in post["parameters"] if p["in"] == "header"}
+    assert headers == {"X-Registrar-Actor", "Idempotency-Key", "X-Correlation-Id"}
+
+
+async def test_a_malformed_idempotency_key_is_refused(
+    api: httpx.AsyncClient, registry: Registry
+) -> None:
+    before = await event_count(registry)
+    response = await api.post(
+        "/v1/models", json={"name": unique("k")}, headers={"Idempotency-Key": "nope"}
+    )
+    assert (
+        response.status_code == 422
+        and "Idempotency-Key".lower() in response.json()["error"]["message"]
+    )
+    assert await event_count(registry) == before

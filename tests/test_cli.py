@@ -7,14 +7,19 @@ import subprocess
 from pathlib import Path
 
 import httpx
+from registrar_process import BIN, registrar_env, running_registrar
 
 from contracts.schemas import contract_models
-from registrar_process import BIN, registrar_env, running_registrar
 
 
 def run(*args: str, env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [str(BIN / "registrar"), *args], env=env, cwd=cwd, capture_output=True, text=True, timeout=120
+        [str(BIN / "registrar"), *args],
+        env=env,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
 
 
@@ -52,11 +57,15 @@ def test_migrate_applies_the_schema_once(database_url: str, tmp_path: Path) -> N
 
 
 def test_contracts_export_writes_a_json_schema_per_contract(tmp_path: Path) -> None:
-    result = run("contracts", "export", str(tmp_path / "schemas"), env=registrar_env(), cwd=tmp_path)
+    result = run(
+        "contracts", "export", str(tmp_path / "schemas"), env=registrar_env(), cwd=tmp_path
+    )
     assert result.returncode == 0, result.stderr
     written = sorted((tmp_path / "schemas").glob("*.schema.json"))
     assert [p.name.removesuffix(".schema.json") for p in written] == sorted(contract_models())
     envelope = json.loads((tmp_path / "schemas" / "Envelope.schema.json").read_text())
-    assert {"event_id", "stream_id", "stream_version", "prev_hash", "hash"} <= set(envelope["properties"])
+    assert {"event_id", "stream_id", "stream_version", "prev_hash", "hash"} <= set(
+        envelope["properties"]
+    )
     register = json.loads((tmp_path / "schemas" / "RegisterVersion.schema.json").read_text())
     assert register["required"] == ["name", "source"]

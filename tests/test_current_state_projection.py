@@ -59,15 +59,18 @@ async def history(engine: AsyncEngine) -> PostgresEventStore:
 
     def fresh() -> CommandMeta:  # a new command id for every command
         return CommandMeta("tester")
+
     for m in range(4):
         await handler.handle(RegisterModel(name=f"model-{m}", tags={"n": str(m)}), fresh())
         for v in range(5):
             await handler.handle(
-                RegisterVersion(name=f"model-{m}", source=f"s3://{m}/{v}", run_id=f"run-{m}-{v}"), fresh()
+                RegisterVersion(name=f"model-{m}", source=f"s3://{m}/{v}", run_id=f"run-{m}-{v}"),
+                fresh(),
             )
     await handler.handle(TransitionStage(name="model-0", version=1, stage="Production"), fresh())
     await handler.handle(
-        TransitionStage(name="model-0", version=2, stage="Production", archive_existing=True), fresh()
+        TransitionStage(name="model-0", version=2, stage="Production", archive_existing=True),
+        fresh(),
     )
     await handler.handle(SetAlias(name="model-0", alias="champion", version=2), fresh())
     await handler.handle(SetAlias(name="model-0", alias="champion", version=3), fresh())
@@ -79,7 +82,9 @@ async def history(engine: AsyncEngine) -> PostgresEventStore:
     return store
 
 
-async def test_the_projection_matches_the_streams(engine: AsyncEngine, history: PostgresEventStore) -> None:
+async def test_the_projection_matches_the_streams(
+    engine: AsyncEngine, history: PostgresEventStore
+) -> None:
     await forget_projection(engine)
     await catch_up(Projector(history, CurrentStateProjection(history)))
     state = await tables(engine)
@@ -145,7 +150,9 @@ async def test_events_delivered_with_a_gap_are_completed_from_the_store(
     assert await tables(engine) == expected
 
 
-async def test_the_checkpoint_is_saved_with_the_rows(engine: AsyncEngine, history: PostgresEventStore) -> None:
+async def test_the_checkpoint_is_saved_with_the_rows(
+    engine: AsyncEngine, history: PostgresEventStore
+) -> None:
     await forget_projection(engine)
     projector = Projector(history, CurrentStateProjection(history))
     await catch_up(projector)

@@ -10,7 +10,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
 from registrar_process import registrar_env, running_registrar
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -47,7 +46,9 @@ def registrar(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> It
         yield url
 
 
-@pytest.mark.parametrize(("index", "info", "code"), RUNNABLE, ids=[f"block{i}" for i, _, _ in RUNNABLE])
+@pytest.mark.parametrize(
+    ("index", "info", "code"), RUNNABLE, ids=[f"block{i}" for i, _, _ in RUNNABLE]
+)
 def test_readme_example_runs(
     index: int, info: str, code: str, registrar: str, tmp_path_factory: pytest.TempPathFactory
 ) -> None:
@@ -60,4 +61,6 @@ def test_readme_example_runs(
     result = subprocess.run(
         command, cwd=cwd, env=registrar_env(), capture_output=True, text=True, timeout=120
     )
-    assert result.returncode == 0, f"README block {index} failed:\n{code}\n{result.stdout}\n{result.stderr}"
+    assert result.returncode == 0, (
+        f"README block {index} failed:\n{code}\n{result.stdout}\n{result.stderr}"
+    )

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
 from sqlalchemy import text
 
 from services.api import model_routes, version_routes
-from services.api.context import RegistryDep
+from services.api.context import document_headers, registry_of
 from services.api.errors import install_error_handlers
 from services.api.responses import JSON
 from services.registry import Registry
@@ -44,10 +45,17 @@ def create_app(
     app.include_router(version_routes.router)
 
     @app.get("/healthz", tags=["health"], summary="200 once the registry can serve requests")
-    async def healthz(registry: RegistryDep) -> JSON:
+    async def healthz(request: Request) -> JSON:
+        registry = registry_of(request)
         async with registry.engine.connect() as conn:
             await conn.execute(text("SELECT 1"))
         checkpoint = registry.projector.checkpoint
         return JSON({"status": "ok", "projection_position": checkpoint.position})
 
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            app.openapi_schema = document_headers(FastAPI.openapi(app))
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
     return app

@@ -1,38 +1,71 @@
 """What every route needs from the request: the running registry, the caller, and the ids that
-make a retried request idempotent and tie events to it."""
+make a retried request idempotent and tie events to it.
+
+Read straight from the request rather than as FastAPI dependencies and header parameters: solving
+those was a fifth of a request's CPU. The headers are documented in OpenAPI by `document_headers`.
+"""
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Any
 from uuid import UUID
 
-from fastapi import Depends, Header, Request
+from fastapi import HTTPException, Request
 
 from contracts.identifiers import uuid7
 from services.command_handler import CommandMeta
 from services.registry import Registry
 
+ACTOR_HEADER = "x-registrar-actor"
+IDEMPOTENCY_HEADER = "idempotency-key"
+CORRELATION_HEADER = "x-correlation-id"
 
-def registry(request: Request) -> Registry:
+HEADERS = {
+    "X-Registrar-Actor": "Who is acting; recorded on every event (until tokens arrive)",
+    "Idempotency-Key": "A UUID: retrying a request with the same key changes nothing twice",
+    "X-Correlation-Id": "A UUID copied onto the events this request produces",
+}
+
+
+def registry_of(request: Request) -> Registry:
     return request.app.state.registry  # type: ignore[no-any-return]
 
 
-def command_meta(
-    x_registrar_actor: Annotated[
-        str, Header(max_length=256, description="Who is acting (until tokens arrive)")
-    ] = "anonymous",
-    idempotency_key: Annotated[
-        UUID | None,
-        Header(description="A UUID: retrying a request with the same key changes nothing twice"),
-    ] = None,
-    x_correlation_id: Annotated[UUID | None, Header()] = None,
-) -> CommandMeta:
+def _uuid_header(request: Request, name: str) -> UUID | None:
+    value = request.headers.get(name)
+    if value is None:
+        return None
+    try:
+        return UUID(value)
+    except ValueError:
+        raise HTTPException(422, f"header {name}: {value!r} is not a UUID") from None
+
+
+def command_meta(request: Request) -> CommandMeta:
+    actor = request.headers.get(ACTOR_HEADER, "anonymous")
+    if not actor or len(actor) > 256:
+        raise HTTPException(422, f"header {ACTOR_HEADER}: 1 to 256 characters")
     return CommandMeta(
-        actor=x_registrar_actor,
-        command_id=idempotency_key or uuid7(),
-        correlation_id=x_correlation_id,
+        actor=actor,
+        command_id=_uuid_header(request, IDEMPOTENCY_HEADER) or uuid7(),
+        correlation_id=_uuid_header(request, CORRELATION_HEADER),
     )
 
 
-RegistryDep = Annotated[Registry, Depends(registry)]
-MetaDep = Annotated[CommandMeta, Depends(command_meta)]
+def document_headers(schema: dict[str, Any]) -> dict[str, Any]:
+    """Add the request headers to every write operation of an OpenAPI document."""
+    parameters = [
+        {
+            "name": name,
+            "in": "header",
+            "required": False,
+            "description": text,
+            "schema": {"type": "string"},
+        }
+        for name, text in HEADERS.items()
+    ]
+    for operations in schema.get("paths", {}).values():
+        for method, operation in operations.items():
+            if method in ("post", "put", "patch", "delete"):
+                operation.setdefault("parameters", []).extend(parameters)
+    return schema

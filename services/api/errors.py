@@ -56,5 +56,10 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(HTTPException)
     async def http_error(_: Request, exc: HTTPException) -> JSON:
-        codes = {404: "not_found", 405: "method_not_allowed", 422: "invalid", 503: "unavailable"}
+        codes = {
+            404: "not_found",
+            405: "method_not_allowed",
+            422: "invalid",
+            503: "unavailable",
+        }
         return error(exc.status_code, codes.get(exc.status_code, "error"), str(exc.detail))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Query
+from fastapi import APIRouter, Path, Query, Request
 
 from contracts.commands import (
     DeleteAlias,
@@ -27,7 +27,7 @@ from services.api.bodies import (
     UpdateModel,
     VersionOut,
 )
-from services.api.context import MetaDep, RegistryDep
+from services.api.context import command_meta, registry_of
 from services.api.queries import (
     MinPosition,
     PageSize,
@@ -66,14 +66,16 @@ def _model_answer(outcome: Outcome, status: int = 200) -> JSON:
 
 
 @router.post("", status_code=201, response_model=ModelOut, summary="Register a model")
-async def register_model(body: CreateModel, registry: RegistryDep, meta: MetaDep) -> JSON:
+async def register_model(body: CreateModel, request: Request) -> JSON:
+    registry = registry_of(request)
+    meta = command_meta(request)
     command = RegisterModel(name=body.name, description=body.description, tags=body.tags)
     return _model_answer(await registry.commands.handle(command, meta), 201)
 
 
 @router.get("", response_model=ModelPage, summary="List and search models")
 async def search_models(
-    registry: RegistryDep,
+    request: Request,
     name: Annotated[str | None, Query(description="Name glob: * and ? are wildcards")] = None,
     tag: TagFilters = None,
     include_deleted: bool = False,
@@ -81,6 +83,7 @@ async def search_models(
     page_token: PageToken = None,
     min_position: MinPosition = None,
 ) -> JSON:
+    registry = registry_of(request)
     tags = parse_tag_filters(tag)
     await wait_for_projection(registry, min_position, registry.query_wait_seconds)
     async with registry.engine.connect() as conn:
@@ -96,44 +99,62 @@ async def search_models(
 
 
 @router.get("/{name}", response_model=ModelOut, summary="Get a model (strongly consistent)")
-async def get_model(name: NamePath, registry: RegistryDep) -> JSON:
+async def get_model(name: NamePath, request: Request) -> JSON:
+    registry = registry_of(request)
     return JSON(model_view(await current_model(registry, name)))
 
 
 @router.patch("/{name}", response_model=ModelOut, summary="Update the description and/or rename")
-async def update_model(name: NamePath, body: UpdateModel, registry: RegistryDep, meta: MetaDep) -> JSON:
+async def update_model(name: NamePath, body: UpdateModel, request: Request) -> JSON:
+    registry = registry_of(request)
+    meta = command_meta(request)
     outcome = None
     if body.description is not None:
         command = UpdateModelDescription(name=name, description=body.description)
         outcome = await registry.commands.handle(command, meta.part(0))
     if body.name is not None:
-        outcome = await registry.commands.handle(RenameModel(name=name, new_name=body.name), meta.part(1))
+        outcome = await registry.commands.handle(
+            RenameModel(name=name, new_name=body.name), meta.part(1)
+        )
     if outcome is None:
         return JSON(model_view(await current_model(registry, name)))
     return _model_answer(outcome)
 
 
-@router.delete("/{name}", response_model=Deleted, summary="Delete a model (its name is never reused)")
-async def delete_model(name: NamePath, registry: RegistryDep, meta: MetaDep) -> JSON:
+@router.delete(
+    "/{name}",
+    response_model=Deleted,
+    summary="Delete a model (its name is never reused)",
+)
+async def delete_model(name: NamePath, request: Request) -> JSON:
+    registry = registry_of(request)
+    meta = command_meta(request)
     outcome = await registry.commands.handle(DeleteModel(name=name), meta)
     return with_position({"deleted": True}, outcome.position)
 
 
 @router.put("/{name}/tags/{key}", response_model=ModelOut, summary="Set a model tag")
-async def set_model_tag(
-    name: NamePath, key: str, body: TagValueBody, registry: RegistryDep, meta: MetaDep
-) -> JSON:
+async def set_model_tag(name: NamePath, key: str, body: TagValueBody, request: Request) -> JSON:
+    registry = registry_of(request)
+    meta = command_meta(request)
     command = SetModelTag(name=name, key=key, value=body.value)
     return _model_answer(await registry.commands.handle(command, meta))
 
 
 @router.delete("/{name}/tags/{key}", response_model=ModelOut, summary="Delete a model tag")
-async def delete_model_tag(name: NamePath, key: str, registry: RegistryDep, meta: MetaDep) -> JSON:
+async def delete_model_tag(name: NamePath, key: str, request: Request) -> JSON:
+    registry = registry_of(request)
+    meta = command_meta(request)
     return _model_answer(await registry.commands.handle(DeleteModelTag(name=name, key=key), meta))
 
 
-@router.get("/{name}/aliases/{alias}", response_model=VersionOut, summary="The version an alias names")
-async def get_alias(name: NamePath, alias: AliasPath, registry: RegistryDep) -> JSON:
+@router.get(
+    "/{name}/aliases/{alias}",
+    response_model=VersionOut,
+    summary="The version an alias names",
+)
+async def get_alias(name: NamePath, alias: AliasPath, request: Request) -> JSON:
+    registry = registry_of(request)
     state = await current_model(registry, name)
     number = state.latest_live_version() if alias == "latest" else state.aliases.get(alias)
     version = state.live_version(number) if number else None
@@ -142,10 +163,14 @@ async def get_alias(name: NamePath, alias: AliasPath, registry: RegistryDep) -> 
     return JSON(version_view(state, version))
 
 
-@router.put("/{name}/aliases/{alias}", response_model=VersionOut, summary="Point an alias at a version")
-async def set_alias(
-    name: NamePath, alias: AliasPath, body: AliasBody, registry: RegistryDep, meta: MetaDep
-) -> JSON:
+@router.put(
+    "/{name}/aliases/{alias}",
+    response_model=VersionOut,
+    summary="Point an alias at a version",
+)
+async def set_alias(name: NamePath, alias: AliasPath, body: AliasBody, request: Request) -> JSON:
+    registry = registry_of(request)
+    meta = command_meta(request)
     command = SetAlias(name=name, alias=alias, version=body.version)
     outcome = await registry.commands.handle(command, meta)
     version = outcome.state.versions[body.version]
@@ -153,6 +178,8 @@ async def set_alias(
 
 
 @router.delete("/{name}/aliases/{alias}", response_model=Deleted, summary="Remove an alias")
-async def delete_alias(name: NamePath, alias: AliasPath, registry: RegistryDep, meta: MetaDep) -> JSON:
+async def delete_alias(name: NamePath, alias: AliasPath, request: Request) -> JSON:
+    registry = registry_of(request)
+    meta = command_meta(request)
     outcome = await registry.commands.handle(DeleteAlias(name=name, alias=alias), meta)
     return with_position({"deleted": True}, outcome.position)

@@ -18,7 +18,10 @@ TagFilters = Annotated[
 ]
 MinPosition = Annotated[
     int | None,
-    Query(ge=1, description="Answer only once the projection includes this global position"),
+    Query(
+        ge=1,
+        description="Answer only once the projection includes this global position",
+    ),
 ]
 
 
@@ -38,7 +41,9 @@ async def wait_for_projection(registry: Registry, min_position: int | None, time
     if min_position is not None:
         asked = await registry.store.checkpoint_of(min_position)
         if asked is None:
-            raise HTTPException(422, f"min_position {min_position} is not a stored event's position")
+            raise HTTPException(
+                422, f"min_position {min_position} is not a stored event's position"
+            )
         target = max(target, asked)
     if not await registry.projector.wait_for(target, timeout):
         raise HTTPException(

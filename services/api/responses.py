@@ -25,5 +25,8 @@ def error(status: int, code: str, message: str, fields: list[dict[str, str]] | N
 
 def with_position(body: dict[str, Any], position: int, status: int = 200) -> JSON:
     """A command's answer: what it produced, and the global position it is as of."""
-    return JSON({**body, "position": position}, status_code=status,
-                headers={"X-Registrar-Position": str(position)})
+    return JSON(
+        {**body, "position": position},
+        status_code=status,
+        headers={"X-Registrar-Position": str(position)},
+    )

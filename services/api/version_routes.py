@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Query
+from fastapi import APIRouter, Path, Query, Request
 
 from contracts.commands import (
     DeleteVersion,
@@ -27,7 +27,7 @@ from services.api.bodies import (
     VersionOut,
     VersionPage,
 )
-from services.api.context import MetaDep, RegistryDep
+from services.api.context import command_meta, registry_of
 from services.api.model_routes import NamePath, current_model
 from services.api.queries import (
     MinPosition,
@@ -58,9 +58,9 @@ def _version_answer(outcome: Outcome, number: int, status: int = 200) -> JSON:
     response_model=VersionOut,
     summary="Register a new version (numbers are gapless and never reused)",
 )
-async def register_version(
-    name: NamePath, body: CreateVersion, registry: RegistryDep, meta: MetaDep
-) -> JSON:
+async def register_version(name: NamePath, body: CreateVersion, request: Request) -> JSON:
+    registry = registry_of(request)
+    meta = command_meta(request)
     command = RegisterVersion(name=name, **dict(body))
     outcome = await registry.commands.handle(command, meta)
     number = int(outcome.events[-1].payload["version"]) if outcome.events else 0
@@ -72,7 +72,8 @@ async def register_version(
     response_model=VersionOut,
     summary="Get a version (strongly consistent)",
 )
-async def get_version(name: NamePath, version: VersionPath, registry: RegistryDep) -> JSON:
+async def get_version(name: NamePath, version: VersionPath, request: Request) -> JSON:
+    registry = registry_of(request)
     state = await current_model(registry, name)
     found = state.versions.get(version)
     if found is None:
@@ -88,8 +89,10 @@ async def get_version(name: NamePath, version: VersionPath, registry: RegistryDe
     summary="Update the description and/or record metrics",
 )
 async def update_version(
-    name: NamePath, version: VersionPath, body: UpdateVersion, registry: RegistryDep, meta: MetaDep
+    name: NamePath, version: VersionPath, body: UpdateVersion, request: Request
 ) -> JSON:
+    registry = registry_of(request)
+    meta = command_meta(request)
     outcome = None
     if body.description is not None:
         command = UpdateVersionDescription(name=name, version=version, description=body.description)
@@ -98,7 +101,7 @@ async def update_version(
         record = RecordMetrics(name=name, version=version, metrics=body.metrics)
         outcome = await registry.commands.handle(record, meta.part(1))
     if outcome is None:
-        return await get_version(name, version, registry)
+        return await get_version(name, version, request)
     return _version_answer(outcome, version)
 
 
@@ -107,9 +110,9 @@ async def update_version(
     response_model=Deleted,
     summary="Delete a version (its number is never reused; its aliases are released)",
 )
-async def delete_version(
-    name: NamePath, version: VersionPath, registry: RegistryDep, meta: MetaDep
-) -> JSON:
+async def delete_version(name: NamePath, version: VersionPath, request: Request) -> JSON:
+    registry = registry_of(request)
+    meta = command_meta(request)
     outcome = await registry.commands.handle(DeleteVersion(name=name, version=version), meta)
     return with_position({"deleted": True}, outcome.position)
 
@@ -120,17 +123,20 @@ async def set_version_tag(
     version: VersionPath,
     key: str,
     body: TagValueBody,
-    registry: RegistryDep,
-    meta: MetaDep,
+    request: Request,
 ) -> JSON:
+    registry = registry_of(request)
+    meta = command_meta(request)
     command = SetVersionTag(name=name, version=version, key=key, value=body.value)
     return _version_answer(await registry.commands.handle(command, meta), version)
 
 
 @router.delete("/v1/models/{name}/versions/{version}/tags/{key}", response_model=VersionOut)
 async def delete_version_tag(
-    name: NamePath, version: VersionPath, key: str, registry: RegistryDep, meta: MetaDep
+    name: NamePath, version: VersionPath, key: str, request: Request
 ) -> JSON:
+    registry = registry_of(request)
+    meta = command_meta(request)
     command = DeleteVersionTag(name=name, version=version, key=key)
     return _version_answer(await registry.commands.handle(command, meta), version)
 
@@ -141,10 +147,15 @@ async def delete_version_tag(
     summary="Move a version to a stage, optionally archiving the stage's other versions",
 )
 async def transition_stage(
-    name: NamePath, version: VersionPath, body: StageBody, registry: RegistryDep, meta: MetaDep
+    name: NamePath, version: VersionPath, body: StageBody, request: Request
 ) -> JSON:
+    registry = registry_of(request)
+    meta = command_meta(request)
     command = TransitionStage(
-        name=name, version=version, stage=body.stage, archive_existing=body.archive_existing
+        name=name,
+        version=version,
+        stage=body.stage,
+        archive_existing=body.archive_existing,
     )
     return _version_answer(await registry.commands.handle(command, meta), version)
 
@@ -179,10 +190,14 @@ async def _search(
     return JSON({"versions": versions, "next_page_token": token})
 
 
-@router.get("/v1/models/{name}/versions", response_model=VersionPage, summary="List a model's versions")
+@router.get(
+    "/v1/models/{name}/versions",
+    response_model=VersionPage,
+    summary="List a model's versions",
+)
 async def list_model_versions(
     name: NamePath,
-    registry: RegistryDep,
+    request: Request,
     stage: StageName | None = None,
     alias: str | None = None,
     run_id: str | None = None,
@@ -192,6 +207,7 @@ async def list_model_versions(
     page_token: PageToken = None,
     min_position: MinPosition = None,
 ) -> JSON:
+    registry = registry_of(request)
     await current_model(registry, name)  # 404 for an unknown, renamed or deleted model
     return await _search(
         registry,
@@ -209,7 +225,7 @@ async def list_model_versions(
 
 @router.get("/v1/versions", response_model=VersionPage, summary="Search versions across models")
 async def search_versions(
-    registry: RegistryDep,
+    request: Request,
     model: Annotated[str | None, Query(description="Only this model's versions")] = None,
     stage: StageName | None = None,
     alias: str | None = None,
@@ -220,6 +236,7 @@ async def search_versions(
     page_token: PageToken = None,
     min_position: MinPosition = None,
 ) -> JSON:
+    registry = registry_of(request)
     return await _search(
         registry,
         model=model,

@@ -166,9 +166,7 @@ def _register_version(command: RegisterVersion, model: ModelState) -> VersionReg
         if parent.model != model.name:
             continue  # other models' versions are checked by the command handler
         if parent.version >= number or model.live_version(parent.version) is None:
-            raise Invalid(
-                f"parent version {parent.version} of model {model.name!r} does not exist"
-            )
+            raise Invalid(f"parent version {parent.version} of model {model.name!r} does not exist")
     return VersionRegistered(
         version=number,
         **command.model_dump(exclude={"type", "name"}),
@@ -186,7 +184,8 @@ def _transition(command: TransitionStage, model: ModelState) -> list[Event]:
     version = _live_version(model, number)
     if command.archive_existing and target not in _ARCHIVABLE_TARGETS:
         raise Invalid(
-            f"archive_existing is only valid when moving to Staging or Production, not {target.value}"
+            "archive_existing is only valid when moving to Staging or Production,"
+            f" not {target.value}"
         )
     events: list[Event] = []
     if version.stage != target:

@@ -3,7 +3,7 @@ command against it. No database, no clock: every event is recorded at the same f
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from contracts.commands import Command
 from contracts.events import (
@@ -16,7 +16,7 @@ from contracts.values import Stage
 from services.domain.decider import decide
 from services.domain.state import ModelState, evolve
 
-AT = datetime(2024, 5, 1, 12, 0, tzinfo=timezone.utc)
+AT = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
 MODEL_ID = "0190f2a0-0000-7000-8000-000000000001"
 NAME = "fraud-detector"
 

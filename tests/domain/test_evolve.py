@@ -5,9 +5,19 @@ from __future__ import annotations
 
 import copy
 import json
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
+from scenario import (
+    AT,
+    MODEL_ID,
+    NAME,
+    given,
+    model_registered,
+    moved,
+    version_registered,
+    when,
+)
 
 from contracts.commands import RegisterVersion
 from contracts.events import (
@@ -28,16 +38,6 @@ from contracts.events import (
     VersionTagSet,
 )
 from contracts.values import DatasetRef, ParentRef, Stage
-from scenario import (
-    AT,
-    MODEL_ID,
-    NAME,
-    given,
-    model_registered,
-    moved,
-    version_registered,
-    when,
-)
 from services.domain.errors import Invalid
 from services.domain.state import ModelState, evolve, state_from_json, state_to_json
 
@@ -286,7 +286,7 @@ def test_a_restored_snapshot_keeps_its_types() -> None:
     assert isinstance(restored.versions[2].parents[0], ParentRef)
     assert restored.versions[1].stage is Stage.PRODUCTION
     assert restored.updated_at == AT and restored.updated_at.tzinfo is not None
-    assert restored.updated_at.utcoffset() == timezone.utc.utcoffset(None)
+    assert restored.updated_at.utcoffset() == UTC.utcoffset(None)
 
 
 def test_a_restored_snapshot_decides_like_the_original() -> None:

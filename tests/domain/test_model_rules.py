@@ -4,6 +4,7 @@ and what happens to commands aimed at a model that is missing, deleted or rename
 from __future__ import annotations
 
 import pytest
+from scenario import MODEL_ID, NAME, given, model_registered, model_with_versions, when
 
 from contracts.commands import (
     Command,
@@ -31,7 +32,6 @@ from contracts.events import (
     ModelTagDeleted,
     ModelTagSet,
 )
-from scenario import MODEL_ID, NAME, given, model_registered, model_with_versions, when
 from services.domain.errors import Conflict, NotFound
 
 

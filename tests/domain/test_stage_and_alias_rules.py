@@ -7,11 +7,11 @@ from dataclasses import replace
 
 import pytest
 from pydantic import ValidationError
+from scenario import NAME, given, model_with_versions, moved, when
 
 from contracts.commands import DeleteAlias, SetAlias, TransitionStage
 from contracts.events import AliasDeleted, AliasSet, StageChanged, VersionDeleted
 from contracts.values import MAX_ALIAS_LENGTH, Stage
-from scenario import NAME, given, model_with_versions, moved, when
 from services.domain.errors import Conflict, Invalid, NotFound
 
 NONE, STAGING, PRODUCTION, ARCHIVED = Stage.NONE, Stage.STAGING, Stage.PRODUCTION, Stage.ARCHIVED

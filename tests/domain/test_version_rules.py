@@ -4,6 +4,7 @@ tags, metrics, deletion, and refusals for versions that do not exist or were del
 from __future__ import annotations
 
 import pytest
+from scenario import NAME, given, model_with_versions, version_registered, when
 
 from contracts.commands import (
     Command,
@@ -27,7 +28,6 @@ from contracts.events import (
     VersionTagSet,
 )
 from contracts.values import DatasetRef, ParentRef
-from scenario import NAME, given, model_with_versions, version_registered, when
 from services.domain.errors import Invalid, NotFound
 
 

@@ -9,7 +9,7 @@ import math
 import random
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Iterable, Iterator
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 from uuid import UUID
 
@@ -53,7 +53,7 @@ from services.event_store import (
 )
 from services.schema_migrations import migrate
 
-AT = datetime(2024, 5, 1, 12, 0, 0, 123456, tzinfo=timezone.utc)
+AT = datetime(2024, 5, 1, 12, 0, 0, 123456, tzinfo=UTC)
 
 # Written with explicit columns, not through the store, so that a test can hold the transaction
 # open; transaction_id is left to its default, as the store leaves it.
@@ -312,14 +312,14 @@ class EventStoreContract(ABC):
         instants = [
             datetime(2024, 5, 1, 14, 0, 0, 5, tzinfo=timezone(timedelta(hours=2))),
             datetime(2024, 5, 1, 6, 30, tzinfo=timezone(timedelta(hours=-5, minutes=-30))),
-            datetime(2024, 5, 1, 12, 0, tzinfo=timezone.utc),
+            datetime(2024, 5, 1, 12, 0, tzinfo=UTC),
             datetime(2024, 5, 1, 12, 0),  # naive: taken as UTC, as the codec takes it
         ]
         events = [new_event(at=at) for at in instants]
         appended = await store.append("stream-1", StreamHead(), events)
         read = await store.read_stream("stream-1")
 
-        as_utc = [at if at.tzinfo else at.replace(tzinfo=timezone.utc) for at in instants]
+        as_utc = [at if at.tzinfo else at.replace(tzinfo=UTC) for at in instants]
         assert [e.recorded_at for e in read] == as_utc, "the same instants"
         assert read == appended, "append returns the envelopes as stored"
         assert all(e.recorded_at.utcoffset() == timedelta(0) for e in appended + read)
