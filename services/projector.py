@@ -95,17 +95,28 @@ class Projector:
         return len(batch)
 
     async def run(self) -> None:
-        """Follow the store until cancelled. A failing batch is logged and retried."""
+        """Follow the store until cancelled. A failing batch is retried, never skipped: waiting
+        1 s, then twice as long each time up to a minute, so a stuck projection is loud but does
+        not flood the log."""
         await self.load_checkpoint()
+        failures = 0
         while True:
             try:
-                if await self.catch_up_once() == self.batch_size:
-                    continue
+                applied = await self.catch_up_once()
             except asyncio.CancelledError:
                 raise
             except Exception:
-                log.exception("projection %s failed a batch; retrying", self.projection.name)
-                await asyncio.sleep(1.0)
+                failures += 1
+                log.exception(
+                    "projection %s failed a batch after %s (attempt %d); retrying",
+                    self.projection.name,
+                    self.checkpoint,
+                    failures,
+                )
+                await asyncio.sleep(min(60.0, 2.0 ** (failures - 1)))
+                continue
+            failures = 0
+            if applied == self.batch_size:
                 continue
             self._wake.clear()
             try:

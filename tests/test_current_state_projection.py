@@ -3,6 +3,8 @@ rebuild equal to the live tables, missing events taken from the store."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from typing import Any
 
 import pytest
@@ -159,3 +161,33 @@ async def test_the_checkpoint_is_saved_with_the_rows(
     restarted = Projector(history, CurrentStateProjection(history))
     assert await restarted.load_checkpoint() == projector.checkpoint
     assert await restarted.catch_up_once() == 0
+
+
+async def test_a_failing_batch_is_retried_and_nothing_is_skipped(
+    engine: AsyncEngine, history: PostgresEventStore
+) -> None:
+    await forget_projection(engine)
+    await catch_up(Projector(history, CurrentStateProjection(history)))
+    expected = await tables(engine)
+    await forget_projection(engine)
+
+    class FailsOnce(CurrentStateProjection):
+        failed = False
+
+        async def apply(self, conn: Any, events: Any) -> None:
+            await super().apply(conn, events)  # writes rows, then fails: all must roll back
+            if not self.failed:
+                self.failed = True
+                raise RuntimeError("the database went away mid-batch")
+
+    projector = Projector(history, FailsOnce(history), batch_size=10_000)
+    task = asyncio.create_task(projector.run())
+    try:
+        last = (await history.read_all(START, 10_000))[-1].checkpoint
+        assert await projector.wait_for(last, timeout=30)
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+    assert projector.projection.failed  # type: ignore[attr-defined]
+    assert await tables(engine) == expected
