@@ -230,40 +230,44 @@ def glob_to_like(pattern: str) -> str:
     return escaped.replace("*", "%").replace("?", "_")
 
 
-def _model_from_row(row: Any) -> dict[str, Any]:
-    return {
-        "id": row.stream_id,
-        "name": row.name,
-        "description": row.description,
-        "tags": row.tags,
-        "aliases": row.aliases,
-        "latest_version": row.latest_version,
-        "created_at": row.created_at,
-        "updated_at": row.updated_at,
-        "deleted": row.deleted,
-    }
+# The select lists give each row the keys and order of model_view / version_view, so a listed
+# model or version is the same JSON as one read from its stream.
+_MODEL_COLUMNS = (
+    "stream_id AS id, name, description, tags, aliases, latest_version, created_at, updated_at,"
+    " deleted"
+)
+_VERSION_COLUMNS = (
+    "model_name AS model, version, source, run_id, digest, size, stage,"
+    " array(SELECT unnest(aliases) ORDER BY 1) AS aliases, tags, metrics, params, datasets,"
+    " parents, description, created_at, updated_at, deleted"
+)
 
 
-def _version_from_row(row: Any) -> dict[str, Any]:
-    return {
-        "model": row.model_name,
-        "version": row.version,
-        "source": row.source,
-        "run_id": row.run_id,
-        "digest": row.digest,
-        "size": row.size,
-        "stage": row.stage,
-        "aliases": sorted(row.aliases),
-        "tags": row.tags,
-        "metrics": row.metrics,
-        "params": row.params,
-        "datasets": row.datasets,
-        "parents": row.parents,
-        "description": row.description,
-        "created_at": row.created_at,
-        "updated_at": row.updated_at,
-        "deleted": row.deleted,
-    }
+async def _page(
+    conn: AsyncConnection,
+    select: str,
+    where: list[str],
+    params: dict[str, Any],
+    sort_key: dict[str, str],
+    page_size: int,
+    page_token: str | None,
+) -> tuple[list[dict[str, Any]], str | None]:
+    """One page of `select ... WHERE where`, by keyset on `sort_key` (table column → its key in
+    the row): the token holds the last row's sort key, so pages never repeat or skip a row."""
+    columns = ", ".join(sort_key)
+    if page_token:
+        after = decode_page_token(page_token, len(sort_key))
+        placeholders = ", ".join(f":after_{i}" for i in range(len(sort_key)))
+        where = [*where, f"({columns}) > ({placeholders})"]
+        params = {**params, **{f"after_{i}": value for i, value in enumerate(after)}}
+    condition = " AND ".join(where) or "true"
+    sql = f"{select} WHERE {condition} ORDER BY {columns} LIMIT :limit"
+    rows = (await conn.execute(text(sql), {**params, "limit": page_size + 1})).all()
+    page = [dict(row._mapping) for row in rows[:page_size]]
+    if len(rows) <= page_size:
+        return page, None
+    last = page[-1]
+    return page, encode_page_token(last[key] for key in sort_key.values())
 
 
 async def list_models(
@@ -276,7 +280,8 @@ async def list_models(
     page_token: str | None = None,
 ) -> tuple[list[dict[str, Any]], str | None]:
     """Models ordered by name, filtered by a name glob and exact tag values; one page of them."""
-    where, params = ["true"], {"limit": page_size + 1}  # type: ignore[dict-item]
+    where: list[str] = []
+    params: dict[str, Any] = {}
     if name is not None:
         where.append("name LIKE :name")
         params["name"] = glob_to_like(name)
@@ -285,19 +290,9 @@ async def list_models(
         params["tags"] = dumps(tags).decode()
     if not include_deleted:
         where.append("NOT deleted")
-    if page_token:
-        (after,) = decode_page_token(page_token, 1)
-        where.append("name > :after")
-        params["after"] = after
-    rows = (
-        await conn.execute(
-            text(f"SELECT * FROM cs_models WHERE {' AND '.join(where)} ORDER BY name LIMIT :limit"),
-            params,
-        )
-    ).all()
-    page = [_model_from_row(r) for r in rows[:page_size]]
-    more = len(rows) > page_size
-    return page, encode_page_token([page[-1]["name"]]) if more else None
+    select = f"SELECT {_MODEL_COLUMNS} FROM cs_models"
+    sort_key = {"name": "name"}
+    return await _page(conn, select, where, params, sort_key, page_size, page_token)
 
 
 async def list_versions(
@@ -313,38 +308,20 @@ async def list_versions(
     page_token: str | None = None,
 ) -> tuple[list[dict[str, Any]], str | None]:
     """Versions ordered by (model, version), filtered; one page of them."""
-    where, params = ["true"], {"limit": page_size + 1}  # type: ignore[dict-item]
-    if model is not None:
-        where.append("model_name = :model")
-        params["model"] = model
-    if stage is not None:
-        where.append("stage = :stage")
-        params["stage"] = stage
+    where: list[str] = []
+    params: dict[str, Any] = {}
+    for column, value in (("model_name", model), ("stage", stage), ("run_id", run_id)):
+        if value is not None:
+            where.append(f"{column} = :{column}")
+            params[column] = value
     if alias is not None:
         where.append("aliases @> ARRAY[CAST(:alias AS text)]")
         params["alias"] = alias
-    if run_id is not None:
-        where.append("run_id = :run_id")
-        params["run_id"] = run_id
     if tags:
         where.append("tags @> CAST(:tags AS jsonb)")
         params["tags"] = dumps(tags).decode()
     if not include_deleted:
         where.append("NOT deleted")
-    if page_token:
-        after_model, after_version = decode_page_token(page_token, 2)
-        where.append("(model_name, version) > (:after_model, :after_version)")
-        params["after_model"], params["after_version"] = after_model, after_version
-    rows = (
-        await conn.execute(
-            text(
-                f"SELECT * FROM cs_versions WHERE {' AND '.join(where)}"
-                " ORDER BY model_name, version LIMIT :limit"
-            ),
-            params,
-        )
-    ).all()
-    page = [_version_from_row(r) for r in rows[:page_size]]
-    more = len(rows) > page_size
-    token = encode_page_token([page[-1]["model"], page[-1]["version"]]) if more else None
-    return page, token
+    select = f"SELECT {_VERSION_COLUMNS} FROM cs_versions"
+    sort_key = {"model_name": "model", "version": "version"}
+    return await _page(conn, select, where, params, sort_key, page_size, page_token)

@@ -12,8 +12,9 @@ from uuid import UUID
 
 from fastapi import HTTPException, Request
 
+from contracts.commands import Command
 from contracts.identifiers import uuid7
-from services.command_handler import CommandMeta
+from services.command_handler import CommandMeta, Outcome
 from services.registry import Registry
 
 ACTOR_HEADER = "x-registrar-actor"
@@ -69,3 +70,10 @@ def document_headers(schema: dict[str, Any]) -> dict[str, Any]:
             if method in ("post", "put", "patch", "delete"):
                 operation.setdefault("parameters", []).extend(parameters)
     return schema
+
+
+async def handle(request: Request, command: Command, part: int = 0) -> Outcome:
+    """Handle `command` for the caller of `request`, with its idempotency and correlation ids.
+    `part` tells apart the commands of a request that makes several (e.g. describe and rename)."""
+    meta = command_meta(request).part(part)
+    return await registry_of(request).commands.handle(command, meta)

@@ -27,7 +27,7 @@ from services.api.bodies import (
     UpdateModel,
     VersionOut,
 )
-from services.api.context import command_meta, registry_of
+from services.api.context import handle, registry_of
 from services.api.queries import (
     MinPosition,
     PageSize,
@@ -67,10 +67,8 @@ def _model_answer(outcome: Outcome, status: int = 200) -> JSON:
 
 @router.post("", status_code=201, response_model=ModelOut, summary="Register a model")
 async def register_model(body: CreateModel, request: Request) -> JSON:
-    registry = registry_of(request)
-    meta = command_meta(request)
     command = RegisterModel(name=body.name, description=body.description, tags=body.tags)
-    return _model_answer(await registry.commands.handle(command, meta), 201)
+    return _model_answer(await handle(request, command), 201)
 
 
 @router.get("", response_model=ModelPage, summary="List and search models")
@@ -107,15 +105,12 @@ async def get_model(name: NamePath, request: Request) -> JSON:
 @router.patch("/{name}", response_model=ModelOut, summary="Update the description and/or rename")
 async def update_model(name: NamePath, body: UpdateModel, request: Request) -> JSON:
     registry = registry_of(request)
-    meta = command_meta(request)
     outcome = None
     if body.description is not None:
         command = UpdateModelDescription(name=name, description=body.description)
-        outcome = await registry.commands.handle(command, meta.part(0))
+        outcome = await handle(request, command)
     if body.name is not None:
-        outcome = await registry.commands.handle(
-            RenameModel(name=name, new_name=body.name), meta.part(1)
-        )
+        outcome = await handle(request, RenameModel(name=name, new_name=body.name), part=1)
     if outcome is None:
         return JSON(model_view(await current_model(registry, name)))
     return _model_answer(outcome)
@@ -127,25 +122,19 @@ async def update_model(name: NamePath, body: UpdateModel, request: Request) -> J
     summary="Delete a model (its name is never reused)",
 )
 async def delete_model(name: NamePath, request: Request) -> JSON:
-    registry = registry_of(request)
-    meta = command_meta(request)
-    outcome = await registry.commands.handle(DeleteModel(name=name), meta)
+    outcome = await handle(request, DeleteModel(name=name))
     return with_position({"deleted": True}, outcome.position)
 
 
 @router.put("/{name}/tags/{key}", response_model=ModelOut, summary="Set a model tag")
 async def set_model_tag(name: NamePath, key: str, body: TagValueBody, request: Request) -> JSON:
-    registry = registry_of(request)
-    meta = command_meta(request)
     command = SetModelTag(name=name, key=key, value=body.value)
-    return _model_answer(await registry.commands.handle(command, meta))
+    return _model_answer(await handle(request, command))
 
 
 @router.delete("/{name}/tags/{key}", response_model=ModelOut, summary="Delete a model tag")
 async def delete_model_tag(name: NamePath, key: str, request: Request) -> JSON:
-    registry = registry_of(request)
-    meta = command_meta(request)
-    return _model_answer(await registry.commands.handle(DeleteModelTag(name=name, key=key), meta))
+    return _model_answer(await handle(request, DeleteModelTag(name=name, key=key)))
 
 
 @router.get(
@@ -169,17 +158,13 @@ async def get_alias(name: NamePath, alias: AliasPath, request: Request) -> JSON:
     summary="Point an alias at a version",
 )
 async def set_alias(name: NamePath, alias: AliasPath, body: AliasBody, request: Request) -> JSON:
-    registry = registry_of(request)
-    meta = command_meta(request)
     command = SetAlias(name=name, alias=alias, version=body.version)
-    outcome = await registry.commands.handle(command, meta)
+    outcome = await handle(request, command)
     version = outcome.state.versions[body.version]
     return with_position(version_view(outcome.state, version), outcome.position)
 
 
 @router.delete("/{name}/aliases/{alias}", response_model=Deleted, summary="Remove an alias")
 async def delete_alias(name: NamePath, alias: AliasPath, request: Request) -> JSON:
-    registry = registry_of(request)
-    meta = command_meta(request)
-    outcome = await registry.commands.handle(DeleteAlias(name=name, alias=alias), meta)
+    outcome = await handle(request, DeleteAlias(name=name, alias=alias))
     return with_position({"deleted": True}, outcome.position)

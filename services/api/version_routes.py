@@ -27,7 +27,7 @@ from services.api.bodies import (
     VersionOut,
     VersionPage,
 )
-from services.api.context import command_meta, registry_of
+from services.api.context import handle, registry_of
 from services.api.model_routes import NamePath, current_model
 from services.api.queries import (
     MinPosition,
@@ -59,10 +59,8 @@ def _version_answer(outcome: Outcome, number: int, status: int = 200) -> JSON:
     summary="Register a new version (numbers are gapless and never reused)",
 )
 async def register_version(name: NamePath, body: CreateVersion, request: Request) -> JSON:
-    registry = registry_of(request)
-    meta = command_meta(request)
     command = RegisterVersion(name=name, **dict(body))
-    outcome = await registry.commands.handle(command, meta)
+    outcome = await handle(request, command)
     number = int(outcome.events[-1].payload["version"]) if outcome.events else 0
     return _version_answer(outcome, number, 201)
 
@@ -91,15 +89,13 @@ async def get_version(name: NamePath, version: VersionPath, request: Request) ->
 async def update_version(
     name: NamePath, version: VersionPath, body: UpdateVersion, request: Request
 ) -> JSON:
-    registry = registry_of(request)
-    meta = command_meta(request)
     outcome = None
     if body.description is not None:
         command = UpdateVersionDescription(name=name, version=version, description=body.description)
-        outcome = await registry.commands.handle(command, meta.part(0))
+        outcome = await handle(request, command)
     if body.metrics:
         record = RecordMetrics(name=name, version=version, metrics=body.metrics)
-        outcome = await registry.commands.handle(record, meta.part(1))
+        outcome = await handle(request, record, part=1)
     if outcome is None:
         return await get_version(name, version, request)
     return _version_answer(outcome, version)
@@ -111,9 +107,7 @@ async def update_version(
     summary="Delete a version (its number is never reused; its aliases are released)",
 )
 async def delete_version(name: NamePath, version: VersionPath, request: Request) -> JSON:
-    registry = registry_of(request)
-    meta = command_meta(request)
-    outcome = await registry.commands.handle(DeleteVersion(name=name, version=version), meta)
+    outcome = await handle(request, DeleteVersion(name=name, version=version))
     return with_position({"deleted": True}, outcome.position)
 
 
@@ -125,20 +119,16 @@ async def set_version_tag(
     body: TagValueBody,
     request: Request,
 ) -> JSON:
-    registry = registry_of(request)
-    meta = command_meta(request)
     command = SetVersionTag(name=name, version=version, key=key, value=body.value)
-    return _version_answer(await registry.commands.handle(command, meta), version)
+    return _version_answer(await handle(request, command), version)
 
 
 @router.delete("/v1/models/{name}/versions/{version}/tags/{key}", response_model=VersionOut)
 async def delete_version_tag(
     name: NamePath, version: VersionPath, key: str, request: Request
 ) -> JSON:
-    registry = registry_of(request)
-    meta = command_meta(request)
     command = DeleteVersionTag(name=name, version=version, key=key)
-    return _version_answer(await registry.commands.handle(command, meta), version)
+    return _version_answer(await handle(request, command), version)
 
 
 @router.post(
@@ -149,15 +139,13 @@ async def delete_version_tag(
 async def transition_stage(
     name: NamePath, version: VersionPath, body: StageBody, request: Request
 ) -> JSON:
-    registry = registry_of(request)
-    meta = command_meta(request)
     command = TransitionStage(
         name=name,
         version=version,
         stage=body.stage,
         archive_existing=body.archive_existing,
     )
-    return _version_answer(await registry.commands.handle(command, meta), version)
+    return _version_answer(await handle(request, command), version)
 
 
 async def _search(
