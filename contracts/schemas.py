@@ -8,14 +8,24 @@ from typing import get_args
 from pydantic import BaseModel
 
 from contracts.codec import canonical
+from contracts.command_messages import CommandMessage, CommandResult
 from contracts.commands import Command
 from contracts.envelope import Envelope
 from contracts.events import Event
+from contracts.integration import Promotion
+from contracts.training import TrainingCompleted
 
 
 def contract_models() -> dict[str, type[BaseModel]]:
-    """Every exported contract, by name: the envelope, each command and each event payload."""
-    models: dict[str, type[BaseModel]] = {"Envelope": Envelope}
+    """Every exported contract, by name: the envelope, each command and each event payload, and
+    the messages exchanged with other teams' services (training runs, promotions, commands)."""
+    models: dict[str, type[BaseModel]] = {
+        "Envelope": Envelope,
+        "TrainingCompleted": TrainingCompleted,
+        "Promotion": Promotion,
+        "CommandMessage": CommandMessage,
+        "CommandResult": CommandResult,
+    }
     for union in (Command, Event):
         for cls in get_args(get_args(union)[0]):
             models[cls.__name__] = cls

@@ -8,9 +8,7 @@ stream version in the same transaction, so a redelivered event is skipped.
 from __future__ import annotations
 
 import base64
-from collections import OrderedDict
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import text
@@ -18,16 +16,12 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from contracts.codec import dumps, loads
 from contracts.envelope import Envelope
+from contracts.events import EVENT_TYPES
 from services.domain.state import ModelState, VersionState, fold
 from services.event_store import PostgresEventStore
+from services.stream_states import StreamStates
 
 NAME = "current_state"
-
-
-@dataclass(frozen=True, slots=True)
-class _Applied:
-    version: int
-    state: ModelState | None
 
 
 def model_view(state: ModelState) -> dict[str, Any]:
@@ -115,8 +109,8 @@ class CurrentStateProjection:
 
     def __init__(self, store: PostgresEventStore, cache_size: int = 10_000) -> None:
         self.store = store
-        self.cache_size = cache_size
-        self._applied: OrderedDict[str, _Applied] = OrderedDict()
+        self.states = StreamStates(store, cache_size)
+        """Each model's state as of its last applied version, to fold its next events onto."""
 
     async def apply(self, conn: AsyncConnection, events: Sequence[Envelope]) -> None:
         """Apply `events` (any order across streams, in order within each) in `conn`'s transaction.
@@ -125,7 +119,8 @@ class CurrentStateProjection:
         """
         by_stream: dict[str, list[Envelope]] = {}
         for envelope in events:
-            by_stream.setdefault(envelope.stream_id, []).append(envelope)
+            if envelope.type in EVENT_TYPES:  # model streams only: runs are another stream kind
+                by_stream.setdefault(envelope.stream_id, []).append(envelope)
         rows = await conn.execute(
             text("SELECT stream_id, stream_version FROM cs_models WHERE stream_id = ANY(:ids)"),
             {"ids": list(by_stream)},
@@ -138,7 +133,7 @@ class CurrentStateProjection:
             fresh = [e for e in stream_events if e.stream_version > done]
             if not fresh:
                 continue
-            before = await self._state_at(stream_id, done)
+            before = await self.states.state_at(stream_id, done)
             if fresh[0].stream_version != done + 1 or _has_gap(fresh):
                 # Delivered out of order: take the missing events from the store, the truth.
                 fresh = await self.store.read_stream(stream_id, done)
@@ -152,7 +147,7 @@ class CurrentStateProjection:
                 self._version_row(stream_id, after, after.versions[n])
                 for n in _changed_versions(before, after)
             )
-            self._remember(stream_id, _Applied(new_version, after))
+            self.states.remember(stream_id, new_version, after)
         if model_rows:
             await conn.execute(_UPSERT_MODEL, model_rows)
         if version_rows:
@@ -160,22 +155,7 @@ class CurrentStateProjection:
 
     def forget(self) -> None:
         """Drop the in-memory states (after a rolled back transaction they may be ahead)."""
-        self._applied.clear()
-
-    async def _state_at(self, stream_id: str, version: int) -> ModelState | None:
-        if version == 0:
-            return None
-        cached = self._applied.get(stream_id)
-        if cached is not None and cached.version == version:
-            return cached.state
-        events = await self.store.read_stream(stream_id)
-        return fold(None, (e for e in events if e.stream_version <= version))
-
-    def _remember(self, stream_id: str, applied: _Applied) -> None:
-        self._applied[stream_id] = applied
-        self._applied.move_to_end(stream_id)
-        while len(self._applied) > self.cache_size:
-            self._applied.popitem(last=False)
+        self.states.forget()
 
     @staticmethod
     def _model_row(stream_id: str, state: ModelState, stream_version: int) -> dict[str, Any]:

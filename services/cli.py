@@ -11,61 +11,84 @@ from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any
 
+from services.runtime import PROJECTIONS, Roles
 from services.settings import Settings
 
 
-def _serve(
-    settings: Settings, host: str, port: int, *, embedded_ok: bool, run_projector: bool
-) -> int:
-    import uvicorn
-
-    from services.api.app import create_app
+def _run_roles(settings: Settings, roles: Roles, command: str, host: str, port: int) -> int:
+    """Run `roles` in this process. `up` brings its own PostgreSQL and Kafka when none is
+    configured; every other command runs against the configured ones."""
     from services.database import resolve_database
+    from services.kafka_broker import resolve_broker
+    from services.runtime import Process, run
 
-    if not settings.database_url and not embedded_ok:
+    standalone = command == "up"
+    needs_kafka = roles.relay or bool(roles.projections) or roles.ingest
+    missing = [
+        variable
+        for variable, value, needed in (
+            ("REGISTRAR_DATABASE_URL", settings.database_url, True),
+            ("REGISTRAR_KAFKA_BOOTSTRAP", settings.kafka_bootstrap, needs_kafka),
+        )
+        if needed and not value and not standalone
+    ]
+    if missing:
         print(
-            "registrar serve needs REGISTRAR_DATABASE_URL (or use `registrar up`, which starts an"
-            " embedded PostgreSQL)",
+            f"registrar {command} needs {' and '.join(missing)} (or use `registrar up`, which"
+            " starts an embedded PostgreSQL and Kafka-compatible broker)",
             file=sys.stderr,
         )
         return 2
-    url, _server = resolve_database(settings.database_url, settings.home)
-    where = "embedded PostgreSQL in " + str(settings.home / "postgres") if _server else "PostgreSQL"
-    app = create_app(
-        url, run_projector=run_projector, query_wait_seconds=settings.query_wait_seconds
+    database_url, embedded_pg = resolve_database(settings.database_url, settings.home)
+    bootstrap, embedded_kafka = (
+        resolve_broker(settings.kafka_bootstrap, settings.home)
+        if standalone
+        else (settings.kafka_bootstrap, None)
     )
-    server = uvicorn.Server(
-        uvicorn.Config(
-            app,
-            host=host,
-            port=port,
-            log_level=settings.log_level,
-            access_log=False,
-            http="httptools",  # the C parser: h11's pure-Python one cost ~15% of a request's CPU
-        )
-    )
+    started: list[Process] = []
 
-    async def run() -> None:
-        task = asyncio.create_task(server.serve())
-        while not server.started and not task.done():
-            await asyncio.sleep(0.05)
-        if server.started:
-            bound = server.servers[0].sockets[0].getsockname()
-            print(
-                f"Registrar is up at http://{bound[0]}:{bound[1]}  (API docs: /docs)",
-                flush=True,
-            )
-            print(f"Database: {where}. Ctrl-C stops it.", flush=True)
-        await task
+    def announce(process: Process) -> None:
+        started.append(process)
+        if process.server is not None:
+            bound = process.server.servers[0].sockets[0].getsockname()
+            print(f"Registrar is up at http://{bound[0]}:{bound[1]}  (API docs: /docs)")
+        database = (
+            f"embedded PostgreSQL in {settings.home / 'postgres'}" if embedded_pg else "PostgreSQL"
+        )
+        if bootstrap is None:
+            bus = "no Kafka (the projector follows the store in this process)"
+        elif embedded_kafka is not None:
+            bus = f"embedded Kafka-compatible broker (Tansu) at {bootstrap}"
+        else:
+            bus = f"Kafka at {bootstrap}"
+        parts = [
+            name
+            for name, on in (("API", roles.api), ("relay", roles.relay), ("ingest", roles.ingest))
+            if on
+        ]
+        parts += [f"projector {name}" for name in roles.projections]
+        print(f"Running: {', '.join(parts)}. Database: {database}. Bus: {bus}.")
+        print("Ctrl-C stops it.", flush=True)
 
     _tune_garbage_collector()
     try:
-        _run_event_loop(run())
-    except KeyboardInterrupt:
-        pass  # uvicorn re-raises Ctrl-C once it has shut down cleanly
-    if server.started:
+        _run_event_loop(
+            run(
+                roles,
+                database_url,
+                bootstrap,
+                host=host,
+                port=port,
+                query_wait_seconds=settings.query_wait_seconds,
+                on_started=announce,
+            )
+        )
+    finally:
+        if embedded_kafka is not None:
+            embedded_kafka.stop()
+    if started:
         print("Registrar stopped.", flush=True)
-    return 0 if server.started else 1
+    return 0 if started else 1
 
 
 def _tune_garbage_collector() -> None:
@@ -109,6 +132,21 @@ def _migrate(settings: Settings) -> int:
     return 0
 
 
+def _write_asyncapi(path: Path) -> int:
+    from importlib.metadata import version
+
+    from services.asyncapi import specification
+
+    document = specification(version("registrar")).to_specification()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(
+        document.to_yaml() if path.suffix in (".yaml", ".yml") else document.to_json(),
+        encoding="utf-8",
+    )
+    print(f"wrote the AsyncAPI document of {len(document.channels)} channels to {path}")
+    return 0
+
+
 def _export_contracts(directory: Path) -> int:
     from contracts.schemas import export_json_schemas
 
@@ -125,18 +163,35 @@ def parser() -> argparse.ArgumentParser:
 
     up = commands.add_parser(
         "up",
-        help="run everything: embedded PostgreSQL (unless REGISTRAR_DATABASE_URL), API, projector",
+        help="run everything in one process: API, relay, projectors, ingest; with an embedded"
+        " PostgreSQL and Kafka-compatible broker unless REGISTRAR_DATABASE_URL /"
+        " REGISTRAR_KAFKA_BOOTSTRAP name real ones",
     )
-    serve = commands.add_parser("serve", help="run the API against REGISTRAR_DATABASE_URL")
+    serve = commands.add_parser(
+        "serve",
+        help="run the API (without REGISTRAR_KAFKA_BOOTSTRAP it also runs the current-state"
+        " projector, following the store)",
+    )
     for sub in (up, serve):
         sub.add_argument("--host", default=None, help="address to listen on (default 127.0.0.1)")
         sub.add_argument("--port", type=int, default=None, help="port (default 8080; 0 = any free)")
-    serve.add_argument(
-        "--no-projector",
-        action="store_true",
-        help="do not run the current-state projector in this process",
+    commands.add_parser("relay", help="publish the store's events to registry.events")
+    project = commands.add_parser("project", help="run projector services from registry.events")
+    project.add_argument(
+        "projections",
+        nargs="*",
+        choices=[[], *PROJECTIONS],
+        metavar="NAME",
+        help=f"which ({', '.join(PROJECTIONS)}); all when none is named",
+    )
+    commands.add_parser(
+        "ingest", help="consume training.completed and registry.commands into the registry"
     )
     commands.add_parser("migrate", help="apply the database schema migrations")
+    asyncapi = commands.add_parser(
+        "asyncapi", help="write the AsyncAPI document of every topic (JSON, or YAML for .yaml)"
+    )
+    asyncapi.add_argument("file", type=Path, help="where to write it, e.g. asyncapi.json")
     contracts = commands.add_parser("contracts", help="the public contracts")
     contracts_commands = contracts.add_subparsers(dest="contracts_command", required=True)
     export = contracts_commands.add_parser("export", help="write every contract's JSON Schema")
@@ -151,18 +206,21 @@ def main(argv: list[str] | None = None) -> int:
         level=settings.log_level.upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    if args.command in ("up", "serve"):
-        host = args.host or settings.host
-        port = settings.port if args.port is None else args.port
-        return _serve(
-            settings,
-            host,
-            port,
-            embedded_ok=args.command == "up",
-            run_projector=not getattr(args, "no_projector", False),
-        )
+    roles = {
+        "up": Roles.everything(),
+        "serve": Roles(api=True),
+        "relay": Roles(relay=True),
+        "project": Roles(projections=tuple(getattr(args, "projections", ()) or PROJECTIONS)),
+        "ingest": Roles(ingest=True),
+    }.get(args.command)
+    if roles is not None:
+        host = getattr(args, "host", None) or settings.host
+        port = settings.port if getattr(args, "port", None) is None else args.port
+        return _run_roles(settings, roles, args.command, host, port)
     if args.command == "migrate":
         return _migrate(settings)
+    if args.command == "asyncapi":
+        return _write_asyncapi(args.file)
     if args.command == "contracts":
         return _export_contracts(args.directory)
     return 2

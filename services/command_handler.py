@@ -104,6 +104,16 @@ def _utc_now() -> datetime:
     return datetime.now(UTC)
 
 
+def _continues(loaded: LoadedStream, attempted: list[NewEvent], appended: list[Envelope]) -> bool:
+    """Whether `appended` are the events just attempted, right after `loaded`'s head (and not
+    the stored events of an earlier try of the same command)."""
+    return (
+        [e.event_id for e in appended] == [e.event_id for e in attempted]
+        and appended[0].stream_version == loaded.version + 1
+        and appended[0].prev_hash == loaded.head_hash
+    )
+
+
 def _name_change(events: list[Event]) -> NameChange | None:
     for event in events:
         if isinstance(event, ModelRegistered):
@@ -123,7 +133,7 @@ class CommandHandler:
         max_attempts: int = 20,
         snapshot_every: int = 200,
         cache_size: int = 10_000,
-        on_append: Callable[[], None] | None = None,
+        on_append: Callable[[LoadedStream], None] | None = None,
     ) -> None:
         self.store = store
         self.clock = clock
@@ -176,13 +186,19 @@ class CommandHandler:
                 await self._check_other_streams(command)
                 decided = decide(command, loaded.state, loaded.stream_id if new_stream else "")
             except DomainError:
-                if verified:
-                    raise
-                continue
+                if not verified:
+                    continue
+                prior = await self.store.events_caused_by(meta.command_id)
+                if prior:
+                    return await self._replayed(command, loaded, prior)
+                raise
             if not decided:
-                if verified:
-                    return Outcome(loaded, [])
-                continue
+                if not verified:
+                    continue
+                prior = await self.store.events_caused_by(meta.command_id)
+                return (
+                    await self._replayed(command, loaded, prior) if prior else Outcome(loaded, [])
+                )
             new_events = [self._new_event(i, event, meta) for i, event in enumerate(decided)]
             try:
                 appended = await self.store.append(
@@ -194,18 +210,26 @@ class CommandHandler:
                 conflicts += 1
                 await asyncio.sleep(random.uniform(0, min(0.1, 0.002 * 2**conflicts)))
                 continue
-            if appended[0].stream_version <= loaded.version:
-                return Outcome(loaded, appended)  # a retried command: its events were stored before
+            if not _continues(loaded, new_events, appended):
+                return await self._replayed(command, loaded, appended)
             after = loaded.folded(appended)
             self._remember(after)
             await self._snapshot_if_due(loaded.version, after)
             if self.on_append is not None:
-                self.on_append()
+                self.on_append(after)
             return Outcome(after, appended)
         raise Conflict(
             f"model {command.name!r} is being changed by many writers at once; "
             f"gave up after {self.max_attempts} attempts, retry later"
         )
+
+    async def _replayed(
+        self, command: Command, loaded: LoadedStream, prior: list[Envelope]
+    ) -> Outcome:
+        """A command handled before (same command id): answer with what it did then, and the
+        stream as it is now; decide nothing again."""
+        current = await self.load(command.name) if loaded.state is not None else None
+        return Outcome(current or await self.load_stream(prior[0].stream_id), prior)
 
     def _cached(self, name: str) -> LoadedStream | None:
         """This process's last known state of the model named `name`, if it holds one."""

@@ -100,8 +100,11 @@ _INSERT_EVENTS = """
                          $11::text[], $12::text[])
     -- The unique stream version catches a stale head; this catches a head the stream never had
     -- (a gap, or a chain linked to a hash that is not the stream's): then nothing is inserted.
-    WHERE $14::int = 0 OR EXISTS (
-        SELECT 1 FROM events WHERE stream_id = $13 AND stream_version = $14 AND hash = $15)
+    WHERE ($14::int = 0 OR EXISTS (
+        SELECT 1 FROM events WHERE stream_id = $13 AND stream_version = $14 AND hash = $15))
+    -- All or nothing: if any of these events is stored, this append is a retry and writes none
+    -- (a retry that decided more events than the first try must not add the extra ones).
+    AND NOT EXISTS (SELECT 1 FROM events WHERE event_id = ANY($1::uuid[]))
     ON CONFLICT (event_id) DO NOTHING
     RETURNING position, event_id, transaction_id
 """
@@ -120,6 +123,7 @@ _APPEND_WITH_NAMES = (
     " SELECT position, event_id, transaction_id::text::bigint AS transaction_id FROM inserted"
 )
 _SELECT_BY_IDS = f"SELECT {_COLUMNS} FROM events WHERE event_id = ANY($1::uuid[]) ORDER BY position"
+_SELECT_BY_CAUSE = f"SELECT {_COLUMNS} FROM events WHERE causation_id = $1 ORDER BY position"
 _READ_STREAM = (
     f"SELECT {_COLUMNS} FROM events WHERE stream_id = $1 AND stream_version > $2"
     " ORDER BY stream_version"
@@ -141,6 +145,7 @@ _READ_BY_NAME = (
     " WHERE n.name = $1 ORDER BY e.stream_version"
 )
 _CHECKPOINT_OF = "SELECT transaction_id::text::bigint FROM events WHERE position = $1"
+_STREAM_VERSION_AT = "SELECT stream_id, stream_version FROM events WHERE position = $1"
 _RESOLVE_NAME = "SELECT stream_id FROM model_names WHERE name = $1"
 _LOAD_SNAPSHOT = (
     "SELECT stream_id, stream_version, head_hash, head_position, state_schema, state"
@@ -217,9 +222,6 @@ class PostgresEventStore:
 
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
-        self.last_checkpoint = START
-        """The commit-order checkpoint of the newest event this process appended: a projection
-        that has reached it shows every write this process made (read-your-writes)."""
 
     @contextlib.asynccontextmanager
     async def _driver(self) -> AsyncIterator[asyncpg.Connection]:
@@ -291,10 +293,6 @@ class PostgresEventStore:
         if len(inserted) != len(envelopes):
             raise ValueError("an append mixed new events with already stored ones")
         positions = {row["event_id"]: row["position"] for row in inserted}
-        self.last_checkpoint = max(
-            self.last_checkpoint,
-            *(Checkpoint(row["transaction_id"], row["position"]) for row in inserted),
-        )
         return [e.model_copy(update={"position": positions[e.event_id]}) for e in envelopes]
 
     async def _already_stored(
@@ -304,20 +302,32 @@ class PostgresEventStore:
         expected: StreamHead,
         envelopes: list[Envelope],
     ) -> list[Envelope]:
-        """Nothing was inserted: the events were stored before (a retry), or the head is wrong."""
+        """Nothing was inserted: the events were stored before (a retry), or the head is wrong.
+
+        A retry returns what was stored then: all the events of the same cause (command) when
+        the append's events share one, else the stored events with these ids."""
         rows = await conn.fetch(_SELECT_BY_IDS, [e.event_id for e in envelopes])
         if not rows:
             raise ConcurrencyConflict(
                 f"stream {stream_id} has no version {expected.version} with hash"
                 f" {expected.hash}: reload it and decide again"
             )
+        causes = {e.causation_id for e in envelopes}
+        cause = causes.pop() if len(causes) == 1 else None
+        if cause is not None:
+            rows = await conn.fetch(_SELECT_BY_CAUSE, cause)
         stored = [_envelope(row) for row in rows]
-        if len(stored) != len(envelopes) or any(e.stream_id != stream_id for e in stored):
+        if any(e.stream_id != stream_id for e in stored):
             raise ValueError(
-                "the event ids of this append belong to other stored events: was a command id"
+                "the event ids of this append belong to another stream's events: was a command id"
                 " (Idempotency-Key) reused for a different command?"
             )
         return stored
+
+    async def events_caused_by(self, command_id: UUID) -> list[Envelope]:
+        """The events a command appended (their causation id), in order; [] if it appended none."""
+        async with self._driver() as conn:
+            return [_envelope(row) for row in await conn.fetch(_SELECT_BY_CAUSE, command_id)]
 
     async def read_stream(self, stream_id: str, after_version: int = 0) -> list[Envelope]:
         async with self._driver() as conn:
@@ -345,6 +355,12 @@ class PostgresEventStore:
         async with self._driver() as conn:
             transaction_id = await conn.fetchval(_CHECKPOINT_OF, position)
         return None if transaction_id is None else Checkpoint(transaction_id, position)
+
+    async def stream_version_at(self, position: int) -> tuple[str, int] | None:
+        """(stream id, stream version) of the event at `position`, if it is stored."""
+        async with self._driver() as conn:
+            row = await conn.fetchrow(_STREAM_VERSION_AT, position)
+        return None if row is None else (row["stream_id"], row["stream_version"])
 
     async def resolve_name(self, name: str) -> str | None:
         """The stream that holds or once held `name`, if any."""

@@ -20,6 +20,18 @@ from contracts.topics import ALL_TOPICS, Topic
 log = logging.getLogger("registrar.kafka")
 
 
+DEFAULT_PORT = 9092
+
+
+def _port_is_free(port: int) -> bool:
+    with socket.socket() as probe:
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
+
+
 def _free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -55,6 +67,9 @@ class EmbeddedBroker:
             stdout=output,
             stderr=subprocess.STDOUT,
             env={**os.environ, "RUST_LOG": os.environ.get("RUST_LOG", "warn")},
+            # Its own session: Ctrl-C goes to the terminal's whole process group, and the broker
+            # must outlive the consumers' orderly shutdown; its owner stops it last.
+            start_new_session=True,
         )
         deadline = time.monotonic() + timeout
         while not _accepts_connections(self.port):
@@ -90,7 +105,9 @@ def resolve_broker(bootstrap: str | None, home: Path) -> tuple[str, EmbeddedBrok
     if bootstrap:
         return bootstrap, None
     home.mkdir(parents=True, exist_ok=True)
-    broker = start_embedded_broker(log_path=home / "kafka.log")
+    # Kafka's usual port when it is free, so that clients' defaults (localhost:9092) find it.
+    port = DEFAULT_PORT if _port_is_free(DEFAULT_PORT) else None
+    broker = start_embedded_broker(port=port, log_path=home / "kafka.log")
     return broker.bootstrap, broker
 
 

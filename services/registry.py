@@ -5,16 +5,25 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from projections.current_state import CurrentStateProjection
-from services.command_handler import CommandHandler
+from services.command_handler import CommandHandler, LoadedStream
 from services.database import create_engine
 from services.event_store import PostgresEventStore
 from services.projector import Projector
 from services.schema_migrations import migrate
+
+_NOT_YET_PROJECTED = text(
+    "SELECT w.stream_id FROM unnest(CAST(:streams AS text[]), CAST(:versions AS int[]))"
+    " AS w(stream_id, version) LEFT JOIN cs_models m USING (stream_id)"
+    " WHERE coalesce(m.stream_version, 0) < w.version"
+)
 
 
 @dataclass
@@ -23,8 +32,12 @@ class Registry:
     store: PostgresEventStore
     commands: CommandHandler
     projector: Projector
-    query_wait_seconds: float = 5.0
+    query_wait_seconds: float = 10.0
     """How long a projection query waits for the projection to reach the caller's last write."""
+    unconfirmed_writes: dict[str, int] = field(default_factory=dict)
+    """stream id → the newest version this process wrote that the projection may not show yet."""
+    on_append: list[Callable[[], None]] = field(default_factory=list)
+    """Called after each append: wakes the in-process projector and relay at once."""
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
     @classmethod
@@ -34,11 +47,50 @@ class Registry:
             await migrate(engine)
         store = PostgresEventStore(engine)
         projector = Projector(store, CurrentStateProjection(store))
-        commands = CommandHandler(store, on_append=projector.wake)
-        return cls(engine, store, commands, projector)
+        commands = CommandHandler(store)
+        registry = cls(engine, store, commands, projector)
+        commands.on_append = registry._appended
+        return registry
+
+    def _appended(self, stream: LoadedStream) -> None:
+        self.unconfirmed_writes[stream.stream_id] = stream.version
+        for wake in self.on_append:
+            wake()
+
+    async def wait_until_projected(
+        self, also: dict[str, int] | None = None, timeout: float | None = None
+    ) -> bool:
+        """Wait until the current-state projection shows every write this process made (and the
+        stream versions in `also`); False if it has not within `timeout` seconds.
+
+        The projection records each model's applied stream version in the same transaction as
+        its rows, wherever it runs (in this process, or a projector service fed by Kafka), so
+        "has it applied my write" is a question about those versions, not about bus offsets."""
+        wanted = {**self.unconfirmed_writes}
+        for stream_id, version in (also or {}).items():
+            wanted[stream_id] = max(version, wanted.get(stream_id, 0))
+        deadline = time.monotonic() + (self.query_wait_seconds if timeout is None else timeout)
+        while wanted:
+            async with self.engine.connect() as conn:
+                rows = await conn.execute(
+                    _NOT_YET_PROJECTED, {"streams": list(wanted), "versions": list(wanted.values())}
+                )
+                behind = {row.stream_id for row in rows}
+            for stream_id in set(wanted) - behind:
+                if self.unconfirmed_writes.get(stream_id) == wanted[stream_id]:
+                    del self.unconfirmed_writes[stream_id]
+                del wanted[stream_id]
+            if not wanted:
+                break
+            if time.monotonic() >= deadline:
+                return False
+            await asyncio.sleep(0.005)
+        return True
 
     def start_projector(self) -> None:
-        """Run the current-state projector in this process, following the store."""
+        """Run the current-state projector in this process, following the store (when no
+        Kafka broker feeds a projector service)."""
+        self.on_append.append(self.projector.wake)
         self._tasks.append(asyncio.create_task(self.projector.run(), name="projector"))
 
     async def close(self) -> None:

@@ -6,11 +6,13 @@ over when the first dies. It notices a broker that came back empty and republish
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from aiokafka.errors import KafkaError
 from faststream.kafka import KafkaBroker
 from sqlalchemy import text
 
@@ -98,7 +100,8 @@ class Relay:
             try:
                 await self._publish_forever(broker, lock_connection)
             finally:
-                await broker.stop()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(broker.stop(), 10)  # not forever if the broker is gone
         finally:
             self.is_leader = False
             pooled.invalidate()  # closing the session releases the advisory lock
@@ -107,19 +110,30 @@ class Relay:
         await ensure_topics(self.bootstrap)
         self.progress = await self.load_progress()
         last_check = asyncio.get_running_loop().time()
+        failures = 0
         while True:
-            batch = await self.store.read_all(self.progress.checkpoint, self.batch_size)
-            if batch:
-                await self._publish(broker, batch)
-                if len(batch) == self.batch_size:
-                    continue
-            now = asyncio.get_running_loop().time()
-            if now - last_check >= self.broker_check_seconds:
-                last_check = now
-                await lock_connection.fetchval("SELECT 1")  # our lock's session is still alive
-                if REGISTRY_EVENTS.name in await ensure_topics(self.bootstrap):
-                    await self._start_over("registry.events was missing")
-                    continue
+            try:
+                batch = await self.store.read_all(self.progress.checkpoint, self.batch_size)
+                if batch:
+                    await self._publish(broker, batch)
+                    failures = 0
+                    if len(batch) == self.batch_size:
+                        continue
+                now = asyncio.get_running_loop().time()
+                if now - last_check >= self.broker_check_seconds:
+                    last_check = now
+                    await lock_connection.fetchval("SELECT 1")  # our lock's session is alive
+                    if REGISTRY_EVENTS.name in await ensure_topics(self.bootstrap):
+                        await self._start_over("registry.events was missing")
+                        continue
+            except KafkaError as error:
+                # The broker is down or restarting: keep the checkpoint (the batch is published
+                # again, at least once) and retry; a broker that comes back empty is noticed by
+                # its offsets or its missing topic. Ending here would end the relay's process.
+                failures += 1
+                log.warning("relay: publishing failed (%r); retry %d", error, failures)
+                await asyncio.sleep(min(5.0, 0.1 * 2**failures))
+                continue
             self._wake.clear()
             try:
                 await asyncio.wait_for(self._wake.wait(), self.idle_poll_seconds)
@@ -135,7 +149,12 @@ class Relay:
                     value, REGISTRY_EVENTS.name, key=key, headers=headers, no_confirm=True
                 )
             )
-        acks = await asyncio.gather(*pending)  # every message confirmed before moving on
+        # every message confirmed before moving on (all awaited, so none fails unobserved)
+        results = await asyncio.gather(*pending, return_exceptions=True)
+        failed = [result for result in results if isinstance(result, BaseException)]
+        if failed:
+            raise failed[0]
+        acks = results
         if self.progress.broker_lost_messages(acks):
             await self._start_over("the broker assigned offsets it had assigned before")
             return

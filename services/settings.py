@@ -13,6 +13,9 @@ class Settings:
     """Where `registrar up` keeps its embedded PostgreSQL data ($REGISTRAR_HOME, ./.registrar)."""
     database_url: str | None
     """An existing PostgreSQL server ($REGISTRAR_DATABASE_URL); None means the embedded one."""
+    kafka_bootstrap: str | None
+    """An existing Kafka cluster ($REGISTRAR_KAFKA_BOOTSTRAP, host:port[,host:port]); None: `up`
+    starts an embedded broker, `serve` runs without a bus."""
     host: str
     port: int
     log_level: str
@@ -22,6 +25,7 @@ class Settings:
     VARIABLES = (
         "REGISTRAR_HOME",
         "REGISTRAR_DATABASE_URL",
+        "REGISTRAR_KAFKA_BOOTSTRAP",
         "REGISTRAR_HOST",
         "REGISTRAR_PORT",
         "REGISTRAR_LOG_LEVEL",
@@ -35,8 +39,9 @@ class Settings:
         return cls(
             home=Path(env.get("REGISTRAR_HOME", ".registrar")).absolute(),
             database_url=env.get("REGISTRAR_DATABASE_URL") or None,
+            kafka_bootstrap=env.get("REGISTRAR_KAFKA_BOOTSTRAP") or None,
             host=env.get("REGISTRAR_HOST", "127.0.0.1"),
             port=int(env.get("REGISTRAR_PORT", "8080")),
             log_level=env.get("REGISTRAR_LOG_LEVEL", "info"),
-            query_wait_seconds=float(env.get("REGISTRAR_QUERY_WAIT_SECONDS", "5")),
+            query_wait_seconds=float(env.get("REGISTRAR_QUERY_WAIT_SECONDS", "10")),
         )

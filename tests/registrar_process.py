@@ -46,7 +46,8 @@ def running_registrar(
     deadline = time.monotonic() + startup_seconds
     try:
         assert proc.stdout is not None
-        while url is None and time.monotonic() < deadline:
+        announced = False  # `registrar up` says where it runs, then "Ctrl-C stops it."
+        while not announced and time.monotonic() < deadline:
             line = proc.stdout.readline()
             if not line and proc.poll() is not None:
                 break
@@ -54,6 +55,7 @@ def running_registrar(
             found = _UP.search(line)
             if found:
                 url = found.group(1)
+            announced = "Ctrl-C stops it." in line
         assert url is not None, "registrar did not start:\n" + "".join(lines)
         assert httpx.get(f"{url}/healthz", timeout=10).status_code == 200
         yield url, lines

@@ -455,3 +455,63 @@ async def test_a_malformed_idempotency_key_is_refused(
         and "Idempotency-Key".lower() in response.json()["error"]["message"]
     )
     assert await event_count(registry) == before
+
+
+async def stream_versions(registry: Registry, name: str) -> list[int]:
+    async with registry.engine.connect() as conn:
+        rows = await conn.execute(
+            text(
+                "SELECT e.stream_version FROM events e JOIN model_names n USING (stream_id)"
+                " WHERE n.name = :name ORDER BY e.stream_version"
+            ),
+            {"name": name},
+        )
+        return [row.stream_version for row in rows]
+
+
+async def test_a_retry_that_would_decide_more_events_changes_nothing(
+    api: httpx.AsyncClient, registry: Registry
+) -> None:
+    name = await new_model(api, versions=2)
+    key = {"Idempotency-Key": str(uuid4())}
+    promote = {"stage": "Production", "archive_existing": True}
+    first = await api.post(f"/v1/models/{name}/versions/1/stage", json=promote, headers=key)
+    # Meanwhile the model changes so that the same command would now decide two events:
+    # move version 1 back to Staging and version 2 into Production.
+    await api.post(f"/v1/models/{name}/versions/1/stage", json={"stage": "Staging"})
+    await api.post(f"/v1/models/{name}/versions/2/stage", json={"stage": "Production"})
+    before = await event_count(registry)
+    retry = await api.post(f"/v1/models/{name}/versions/1/stage", json=promote, headers=key)
+    assert retry.status_code == 200
+    assert retry.json()["position"] == first.json()["position"]
+    assert await event_count(registry) == before
+    versions = await stream_versions(registry, name)
+    assert versions == list(range(1, len(versions) + 1)), "no gap in the stream"
+    assert (await api.get(f"/v1/models/{name}/versions/2")).json()["stage"] == "Production"
+
+
+async def test_retried_commands_answer_what_they_did_the_first_time(
+    api: httpx.AsyncClient, registry: Registry
+) -> None:
+    name = unique("retry")
+    key = {"Idempotency-Key": str(uuid4())}
+    created = await api.post("/v1/models", json={"name": name}, headers=key)
+    again = await api.post("/v1/models", json={"name": name}, headers=key)
+    assert (created.status_code, again.status_code) == (201, 201)
+    assert again.json()["position"] == created.json()["position"]
+
+    await api.post(f"/v1/models/{name}/versions", json={"source": "s3://1"})
+    await api.post(f"/v1/models/{name}/versions", json={"source": "s3://2"})
+    alias_key = {"Idempotency-Key": str(uuid4())}
+    pointed = await api.put(
+        f"/v1/models/{name}/aliases/best", json={"version": 1}, headers=alias_key
+    )
+    await api.put(f"/v1/models/{name}/aliases/best", json={"version": 2})
+    before = await event_count(registry)
+    replayed = await api.put(
+        f"/v1/models/{name}/aliases/best", json={"version": 1}, headers=alias_key
+    )
+    assert replayed.status_code == 200
+    assert replayed.json()["position"] == pointed.json()["position"]
+    assert await event_count(registry) == before
+    assert (await api.get(f"/v1/models/{name}/aliases/best")).json()["version"] == 2

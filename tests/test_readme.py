@@ -38,29 +38,43 @@ def test_readme_has_runnable_examples_of_both_kinds() -> None:
     assert kinds == {"sh", "python"}
 
 
+BUS = re.compile(r"Bus: .* at (\S+?)\.?$", re.MULTILINE)
+
+
 @pytest.fixture(scope="module")
-def registrar(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def registrar(
+    database_url: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[str, str]]:
+    """`registrar up` on a fresh database, with the Kafka-compatible broker it starts itself
+    (a broker of its own: the session's shared one carries other test databases' events).
+    Yields its URL and its broker's address."""
     workdir = tmp_path_factory.mktemp("readme")
     env = registrar_env(REGISTRAR_DATABASE_URL=database_url, REGISTRAR_HOME=str(workdir / "home"))
-    with running_registrar("up", "--port", "0", env=env, cwd=workdir) as (url, _):
-        yield url
+    with running_registrar("up", "--port", "0", env=env, cwd=workdir) as (url, lines):
+        bus = BUS.search("".join(lines))
+        assert bus is not None, "registrar up did not say where its broker is:\n" + "".join(lines)
+        yield url, bus.group(1)
 
 
 @pytest.mark.parametrize(
     ("index", "info", "code"), RUNNABLE, ids=[f"block{i}" for i, _, _ in RUNNABLE]
 )
 def test_readme_example_runs(
-    index: int, info: str, code: str, registrar: str, tmp_path_factory: pytest.TempPathFactory
+    index: int,
+    info: str,
+    code: str,
+    registrar: tuple[str, str],
+    tmp_path_factory: pytest.TempPathFactory,
 ) -> None:
-    code = code.replace("http://localhost:8080", registrar).replace("localhost:8080", registrar)
+    url, bootstrap = registrar
+    code = code.replace("http://localhost:8080", url).replace("localhost:8080", url)
     cwd = tmp_path_factory.mktemp(f"block{index}")
     if info == "python":
         command = [sys.executable, "-c", code]
     else:
         command = ["bash", "-euo", "pipefail", "-c", code]
-    result = subprocess.run(
-        command, cwd=cwd, env=registrar_env(), capture_output=True, text=True, timeout=120
-    )
+    env = registrar_env(REGISTRAR_KAFKA_BOOTSTRAP=bootstrap)
+    result = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, (
         f"README block {index} failed:\n{code}\n{result.stdout}\n{result.stderr}"
     )

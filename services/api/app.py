@@ -9,7 +9,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from sqlalchemy import text
 
-from services.api import model_routes, version_routes
+from services.api import model_routes, run_routes, version_routes
 from services.api.context import document_headers, registry_of
 from services.api.errors import install_error_handlers
 from services.api.responses import JSON
@@ -17,21 +17,26 @@ from services.registry import Registry
 
 
 def create_app(
-    database_url: str, *, run_projector: bool = True, query_wait_seconds: float = 5.0
+    registry: Registry | str, *, run_projector: bool = True, query_wait_seconds: float = 10.0
 ) -> FastAPI:
-    """The API on the PostgreSQL server at `database_url` (migrated at start-up)."""
+    """The API on a running `registry`, or on the PostgreSQL server at that URL: then the app
+    opens (and migrates) the registry at start-up, runs its projector, and closes it at the end."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        registry = await Registry.open(database_url)
-        registry.query_wait_seconds = query_wait_seconds
+        if isinstance(registry, Registry):
+            app.state.registry = registry
+            yield
+            return
+        opened = await Registry.open(registry)
+        opened.query_wait_seconds = query_wait_seconds
         if run_projector:
-            registry.start_projector()
-        app.state.registry = registry
+            opened.start_projector()
+        app.state.registry = opened
         try:
             yield
         finally:
-            await registry.close()
+            await opened.close()
 
     app = FastAPI(
         title="Registrar",
@@ -43,6 +48,7 @@ def create_app(
     install_error_handlers(app)
     app.include_router(model_routes.router)
     app.include_router(version_routes.router)
+    app.include_router(run_routes.router)
 
     @app.get("/healthz", tags=["health"], summary="200 once the registry can serve requests")
     async def healthz(request: Request) -> JSON:

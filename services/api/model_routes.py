@@ -83,7 +83,7 @@ async def search_models(
 ) -> JSON:
     registry = registry_of(request)
     tags = parse_tag_filters(tag)
-    await wait_for_projection(registry, min_position, registry.query_wait_seconds)
+    await wait_for_projection(registry, min_position)
     async with registry.engine.connect() as conn:
         models, token = await list_models(
             conn,

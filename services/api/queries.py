@@ -7,7 +7,6 @@ from typing import Annotated
 
 from fastapi import HTTPException, Query
 
-from services.event_store import Checkpoint
 from services.registry import Registry
 
 PageSize = Annotated[int, Query(ge=1, le=1000, description="At most this many items")]
@@ -35,19 +34,19 @@ def parse_tag_filters(values: list[str] | None) -> dict[str, str]:
     return tags
 
 
-async def wait_for_projection(registry: Registry, min_position: int | None, timeout: float) -> None:
+async def wait_for_projection(registry: Registry, min_position: int | None) -> None:
     """Block until the projection shows this process's writes and `min_position`, or 503."""
-    target: Checkpoint = registry.store.last_checkpoint
+    also: dict[str, int] = {}
     if min_position is not None:
-        asked = await registry.store.checkpoint_of(min_position)
-        if asked is None:
+        written = await registry.store.stream_version_at(min_position)
+        if written is None:
             raise HTTPException(
                 422, f"min_position {min_position} is not a stored event's position"
             )
-        target = max(target, asked)
-    if not await registry.projector.wait_for(target, timeout):
+        also[written[0]] = written[1]
+    if not await registry.wait_until_projected(also):
         raise HTTPException(
             503,
-            f"the current-state projection has not reached position {target.position} within"
-            f" {timeout:g}s; retry shortly",
+            "the current-state projection has not caught up with your writes within"
+            f" {registry.query_wait_seconds:g}s; retry shortly",
         )

@@ -162,7 +162,7 @@ async def _search(
     min_position: int | None,
 ) -> JSON:
     tags = parse_tag_filters(tag)
-    await wait_for_projection(registry, min_position, registry.query_wait_seconds)
+    await wait_for_projection(registry, min_position)
     async with registry.engine.connect() as conn:
         versions, token = await list_versions(
             conn,

@@ -1,0 +1,49 @@
+"""Commands over Kafka: a command with its ids on `registry.commands`, and its one result on
+`registry.command-results` (key = command id). The commands are the same contracts as HTTP."""
+
+from __future__ import annotations
+
+from typing import Annotated, Self
+from uuid import UUID
+
+from pydantic import Field, model_validator
+
+from contracts.commands import Command
+from contracts.values import Frozen
+
+
+class CommandMessage(Frozen):
+    command_id: UUID = Field(
+        description="Chosen by the sender, unique per command: a resent command with the same id"
+        " changes nothing twice and gets no second result"
+    )
+    actor: Annotated[str, Field(min_length=1, max_length=256)] = Field(
+        description="Who is acting; recorded on every event"
+    )
+    correlation_id: UUID | None = Field(
+        default=None, description="Copied onto the events (defaults to the command id)"
+    )
+    command: Command
+
+
+class CommandError(Frozen):
+    """Why a command was refused: `code` is stable for machines, `message` says what to do."""
+
+    code: str = Field(description='"invalid", "not_found" or "conflict"')
+    message: str
+
+
+class CommandResult(Frozen):
+    command_id: UUID
+    ok: bool
+    positions: list[int] = Field(
+        default_factory=list,
+        description="Global positions of the events the command wrote (none if it changed nothing)",
+    )
+    error: CommandError | None = None
+
+    @model_validator(mode="after")
+    def _error_iff_refused(self) -> Self:
+        if self.ok == (self.error is not None):
+            raise ValueError("a result is either ok (no error) or refused (with an error)")
+        return self

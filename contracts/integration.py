@@ -1,0 +1,47 @@
+"""Integration messages for other systems: the promotions deployment systems follow on
+`registry.promotions`. Their shape is a promise to those systems; change it only additively."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+from uuid import UUID
+
+from pydantic import Field
+
+from contracts.values import Frozen, Stage
+
+
+class Approval(Frozen):
+    """Someone who approved the transition (empty until approvals exist)."""
+
+    actor: str
+    at: datetime
+    comment: str = ""
+
+
+class Artifact(Frozen):
+    """What to deploy: where the version's model is and the digest to check it against."""
+
+    uri: str
+    digest: str = Field(description='e.g. "sha256:...", empty if the version was given none')
+
+
+class Promotion(Frozen):
+    """One stage change or alias move of a model version, for deployment systems.
+
+    Delivered at least once: a redelivered promotion carries the same `message_id`, so a
+    deployment system deduplicates on it (or deploys idempotently)."""
+
+    message_id: UUID = Field(description="Stable: the same on every redelivery of this promotion")
+    model: str = Field(description="The model's name when the promotion happened")
+    version: str = Field(description='The version number, as a string: "3"')
+    kind: Literal["stage", "alias"]
+    from_stage: Stage = Field(description="For an alias move: the version's current stage")
+    to_stage: Stage = Field(description="For an alias move: the version's current stage")
+    alias: str | None = Field(default=None, description="The alias moved (kind alias), else null")
+    artifact: Artifact
+    actor: str = Field(description="Who made the change")
+    approvals: list[Approval] = Field(default_factory=list)
+    position: int = Field(description="The global position of the event that made the change")
+    occurred_at: datetime = Field(description="When the change was recorded (UTC)")

@@ -1,0 +1,87 @@
+"""Projector services on Kafka: a projection consumes `registry.events` in a consumer group and
+commits its offsets only after the read-model transaction commits. The projection records what it
+applied in that same transaction (per stream version) and skips what it has seen, so the bus's
+at-least-once delivery applies each event once in effect, in any order across partitions."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+from faststream import AckPolicy
+from faststream.kafka import KafkaBroker
+from faststream.kafka.annotations import KafkaMessage
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from contracts.envelope import Envelope
+from contracts.topics import REGISTRY_EVENTS
+from services.event_store import PostgresEventStore
+from services.projector import Projection
+
+log = logging.getLogger("registrar.projector")
+
+_RECORD_PROGRESS = text(
+    "INSERT INTO projection_progress (projection, position, events_applied)"
+    " VALUES (:name, :position, :count) ON CONFLICT (projection) DO UPDATE SET"
+    " position = greatest(projection_progress.position, excluded.position),"
+    " events_applied = projection_progress.events_applied + excluded.events_applied,"
+    " updated_at = now()"
+)
+
+
+async def record_progress(conn: AsyncConnection, name: str, events: Sequence[Envelope]) -> None:
+    """Note, in the projection's own transaction, how far it got (for its position and lag)."""
+    if events:
+        position = max(e.position or 0 for e in events)
+        await conn.execute(
+            _RECORD_PROGRESS, {"name": name, "position": position, "count": len(events)}
+        )
+
+
+def group_of(projection_name: str) -> str:
+    return f"registrar.projection.{projection_name}"
+
+
+def attach_projection(
+    broker: KafkaBroker,
+    store: PostgresEventStore,
+    projection: Projection,
+    *,
+    group_id: str | None = None,
+    max_records: int = 500,
+) -> None:
+    """Run `projection` from `registry.events` on `broker` (started by the caller)."""
+    failures = 0
+
+    @broker.subscriber(
+        REGISTRY_EVENTS.name,
+        group_id=group_id or group_of(projection.name),
+        batch=True,
+        max_records=max_records,
+        batch_timeout_ms=10,  # the projection's lag includes this wait for a fuller batch
+        auto_offset_reset="earliest",
+        ack_policy=AckPolicy.MANUAL,
+    )
+    async def apply_events(body: Any, msg: KafkaMessage) -> None:
+        # `body` is what FastStream decoded; the records' own bytes are parsed here instead, so
+        # nothing can fail before this handler runs (an unacked, un-nacked batch would be
+        # committed past by the next ack).
+        nonlocal failures
+        records = msg.raw_message if isinstance(msg.raw_message, tuple) else (msg.raw_message,)
+        try:
+            envelopes = [Envelope.model_validate_json(record.value) for record in records]
+            async with store.engine.begin() as conn:
+                await projection.apply(conn, envelopes)
+                await record_progress(conn, projection.name, envelopes)
+        except Exception:
+            projection.forget()
+            failures += 1
+            log.exception("projection %s failed a batch (attempt %d)", projection.name, failures)
+            await asyncio.sleep(min(30.0, 0.5 * 2**failures))
+            await msg.nack()  # seek back: the batch is read again, never committed past
+            return
+        failures = 0
+        await msg.ack()  # offsets committed only now, after the read model committed

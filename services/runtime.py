@@ -1,0 +1,177 @@
+"""What runs in one process: any of the API, the relay, the projector services and the ingest
+consumers, on one registry and one Kafka connection, started in order and stopped together.
+`registrar up` runs them all; production runs one role per process (see compose.yaml)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+
+import uvicorn
+from faststream.kafka import KafkaBroker
+
+from projections.current_state import CurrentStateProjection
+from services.api.app import create_app
+from services.kafka_broker import ensure_topics, wait_for_broker
+from services.kafka_projector import attach_projection
+from services.registry import Registry
+from services.relay import Relay
+
+log = logging.getLogger("registrar.runtime")
+
+PROJECTIONS = ("current_state", "promotions")
+"""The projector services `registrar project` can run (all of them by default)."""
+
+
+@dataclass(frozen=True)
+class Roles:
+    api: bool = False
+    relay: bool = False
+    projections: tuple[str, ...] = ()
+    ingest: bool = False
+
+    @classmethod
+    def everything(cls) -> Roles:
+        return cls(api=True, relay=True, projections=PROJECTIONS, ingest=True)
+
+
+@dataclass
+class Process:
+    """The running parts of one process, for `run` to start and stop."""
+
+    registry: Registry
+    consumers: list[KafkaBroker] = field(default_factory=list)
+    server: uvicorn.Server | None = None
+    tasks: list[asyncio.Task[None]] = field(default_factory=list)
+
+
+class _Server(uvicorn.Server):
+    """uvicorn without its own signal handling: `run` owns Ctrl-C and SIGTERM for every role."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+def _consumers(bootstrap: str, registry: Registry, roles: Roles) -> list[KafkaBroker]:
+    """One Kafka connection per consumer: FastStream starts a connection's subscribers one after
+    another, each waiting for its group to settle (seconds), so separate ones start together."""
+    store = registry.store
+    attachers: list[Callable[[KafkaBroker], None]] = []
+    for name in roles.projections:
+        if name == "current_state":
+            attachers.append(
+                lambda kafka: attach_projection(kafka, store, CurrentStateProjection(store))
+            )
+        elif name == "promotions":
+            from services.promotions import attach_promotions
+
+            attachers.append(lambda kafka: attach_promotions(kafka, store))
+        else:
+            raise ValueError(f"unknown projection {name!r}: choose from {', '.join(PROJECTIONS)}")
+    if roles.ingest:
+        from services.command_bus import attach_command_bus
+        from services.training_ingest import attach_training_ingest
+
+        attachers.append(lambda kafka: attach_training_ingest(kafka, registry))
+        attachers.append(lambda kafka: attach_command_bus(kafka, registry))
+    consumers = []
+    for attach in attachers:
+        kafka = KafkaBroker(bootstrap, client_id="registrar", logger=log)
+        attach(kafka)
+        consumers.append(kafka)
+    return consumers
+
+
+async def run(
+    roles: Roles,
+    database_url: str,
+    kafka_bootstrap: str | None,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 8080,
+    query_wait_seconds: float = 10.0,
+    on_started: Callable[[Process], None] = lambda _: None,
+) -> None:
+    """Run `roles` until SIGINT or SIGTERM, then stop them all, newest first."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    registry = await Registry.open(database_url)
+    registry.query_wait_seconds = query_wait_seconds
+    process = Process(registry)
+    try:
+        if kafka_bootstrap:
+            await wait_for_broker(kafka_bootstrap)
+            await ensure_topics(kafka_bootstrap)
+            if roles.relay:
+                relay = Relay(registry.store, kafka_bootstrap)
+                registry.on_append.append(relay.wake)
+                process.tasks.append(asyncio.create_task(relay.run(), name="relay"))
+            process.consumers = _consumers(kafka_bootstrap, registry, roles)
+        elif roles.api:
+            registry.start_projector()  # no bus: follow the store in this process
+        if process.consumers:
+            # Started beside the API, not before it: joining consumer groups takes seconds, and
+            # queries wait for the projection anyway.
+            starting = asyncio.gather(*(kafka.start() for kafka in process.consumers))
+            process.tasks.append(asyncio.ensure_future(_started(starting)))
+        if roles.api:
+            config = uvicorn.Config(
+                create_app(registry),
+                host=host,
+                port=port,
+                log_level=logging.getLogger().level,
+                access_log=False,
+                http="httptools",  # the C parser: h11's pure-Python one cost ~15% of a request
+            )
+            process.server = _Server(config)
+            serving = asyncio.create_task(process.server.serve(), name="api")
+            process.tasks.append(serving)
+            while not process.server.started and not serving.done():
+                await asyncio.sleep(0.02)
+            if serving.done():
+                await serving  # it failed to start (e.g. the port is taken): say why
+        on_started(process)
+        await _until_stopped(stop, process.tasks)
+    finally:
+        if process.server is not None:
+            process.server.should_exit = True
+        for task in reversed(process.tasks):
+            if task.get_name() != "api":
+                task.cancel()
+        for task in reversed(process.tasks):
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        await asyncio.gather(*(stop_within(kafka, seconds=10) for kafka in process.consumers))
+        await registry.close()
+
+
+async def _started(starting: asyncio.Future[list[None]]) -> None:
+    """Start the consumers, then stay pending like the other roles (ending means failing)."""
+    await starting
+    await asyncio.Event().wait()
+
+
+async def stop_within(kafka: KafkaBroker, seconds: float) -> None:
+    """Stop the Kafka clients, but not forever: with the broker gone, leaving the consumer group
+    retries without end, and a process asked to stop must stop."""
+    try:
+        await asyncio.wait_for(kafka.stop(), seconds)
+    except TimeoutError:
+        log.warning("the Kafka clients did not stop within %gs; leaving anyway", seconds)
+
+
+async def _until_stopped(stop: asyncio.Event, tasks: list[asyncio.Task[None]]) -> None:
+    """Wait for a stop signal; a role that ends by itself ends the process too (loudly)."""
+    stopping = asyncio.create_task(stop.wait())
+    done, _ = await asyncio.wait([stopping, *tasks], return_when=asyncio.FIRST_COMPLETED)
+    stopping.cancel()
+    for task in done:
+        if task is not stopping and task.exception() is not None:
+            raise task.exception()  # type: ignore[misc]
