@@ -48,6 +48,21 @@ def test_the_database_url_names_the_compose_postgres() -> None:
         assert spec["environment"]["REGISTRAR_DATABASE_URL"] == expected
 
 
+def test_every_registrar_service_finds_kafka_and_kafka_is_the_official_image() -> None:
+    kafka = COMPOSE["services"]["kafka"]
+    assert kafka["image"].startswith("apache/kafka:")
+    advertised = kafka["environment"]["KAFKA_ADVERTISED_LISTENERS"]
+    for name, spec in REGISTRAR_SERVICES.items():
+        if spec["command"][0] in ("serve", "relay", "project", "ingest"):
+            bootstrap = spec["environment"]["REGISTRAR_KAFKA_BOOTSTRAP"]
+            assert f"PLAINTEXT://{bootstrap}" in advertised, name
+
+
+def test_every_role_runs_in_some_service() -> None:
+    commands = {spec["command"][0] for spec in REGISTRAR_SERVICES.values()}
+    assert {"migrate", "serve", "relay", "project", "ingest"} <= commands
+
+
 def test_readme_documents_every_variable() -> None:
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
     documented = set(re.findall(r"`(REGISTRAR_[A-Z_]+)`", readme))
