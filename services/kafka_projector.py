@@ -7,38 +7,19 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
 from typing import Any
 
 from faststream import AckPolicy
 from faststream.kafka import KafkaBroker
 from faststream.kafka.annotations import KafkaMessage
-from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from contracts.envelope import Envelope
 from contracts.topics import REGISTRY_EVENTS
 from services.event_store import PostgresEventStore
+from services.projection_status import record_progress
 from services.projector import Projection
 
 log = logging.getLogger("registrar.projector")
-
-_RECORD_PROGRESS = text(
-    "INSERT INTO projection_progress (projection, position, events_applied)"
-    " VALUES (:name, :position, :count) ON CONFLICT (projection) DO UPDATE SET"
-    " position = greatest(projection_progress.position, excluded.position),"
-    " events_applied = projection_progress.events_applied + excluded.events_applied,"
-    " updated_at = now()"
-)
-
-
-async def record_progress(conn: AsyncConnection, name: str, events: Sequence[Envelope]) -> None:
-    """Note, in the projection's own transaction, how far it got (for its position and lag)."""
-    if events:
-        position = max(e.position or 0 for e in events)
-        await conn.execute(
-            _RECORD_PROGRESS, {"name": name, "position": position, "count": len(events)}
-        )
 
 
 def group_of(projection_name: str) -> str:

@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from contracts.envelope import Envelope
 from services.event_store import START, Checkpoint, PostgresEventStore
+from services.projection_status import record_progress
 
 log = logging.getLogger("registrar.projector")
 
@@ -77,7 +78,9 @@ class Projector:
         last = batch[-1].checkpoint
         try:
             async with self.store.engine.begin() as conn:
-                await self.projection.apply(conn, [recorded.envelope for recorded in batch])
+                envelopes = [recorded.envelope for recorded in batch]
+                await self.projection.apply(conn, envelopes)
+                await record_progress(conn, self.projection.name, envelopes)
                 await conn.execute(
                     _SAVE_CHECKPOINT,
                     {

@@ -515,3 +515,20 @@ async def test_retried_commands_answer_what_they_did_the_first_time(
     assert replayed.json()["position"] == pointed.json()["position"]
     assert await event_count(registry) == before
     assert (await api.get(f"/v1/models/{name}/aliases/best")).json()["version"] == 2
+
+
+async def test_projections_report_their_position_and_lag(
+    api: httpx.AsyncClient, registry: Registry
+) -> None:
+    name = await new_model(api, versions=1)
+    written = (await api.post(f"/v1/models/{name}/versions", json={"source": "s3://x"})).json()
+    await api.get("/v1/versions", params={"model": name})  # waits for the projection
+    described = (await api.get("/v1/projections")).json()
+    assert described["store_position"] >= written["position"]
+    (current,) = [p for p in described["projections"] if p["name"] == "current_state"]
+    assert current["position"] >= written["position"]
+    assert current["lag"] == described["store_position"] - current["position"]
+    # The in-process projector applies each event once (positions may have gaps: refused
+    # appends use up identity values).
+    if current["lag"] == 0:
+        assert current["events_applied"] == await event_count(registry)

@@ -13,6 +13,7 @@ from services.api import model_routes, run_routes, version_routes
 from services.api.context import document_headers, registry_of
 from services.api.errors import install_error_handlers
 from services.api.responses import JSON
+from services.projection_status import status
 from services.registry import Registry
 
 
@@ -52,11 +53,18 @@ def create_app(
 
     @app.get("/healthz", tags=["health"], summary="200 once the registry can serve requests")
     async def healthz(request: Request) -> JSON:
-        registry = registry_of(request)
-        async with registry.engine.connect() as conn:
+        async with registry_of(request).engine.connect() as conn:
             await conn.execute(text("SELECT 1"))
-        checkpoint = registry.projector.checkpoint
-        return JSON({"status": "ok", "projection_position": checkpoint.position})
+        return JSON({"status": "ok"})
+
+    @app.get(
+        "/v1/projections",
+        tags=["health"],
+        summary="Each projection's and the relay's position, and their lag behind the store",
+    )
+    async def projections(request: Request) -> JSON:
+        async with registry_of(request).engine.connect() as conn:
+            return JSON(await status(conn))
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
