@@ -4,16 +4,15 @@ twice, and what is not a command goes to the dead-letter topic while the consume
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from typing import Any
 from uuid import UUID, uuid4
 
 import pytest
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
+from aiokafka import AIOKafkaProducer
 from faststream.kafka import KafkaBroker
 from sqlalchemy import text
+from topic_log import RUN, TopicLog, unique
 
 from contracts.codec import dumps, loads
 from contracts.command_messages import CommandMessage
@@ -31,52 +30,6 @@ from services.kafka_broker import ensure_topics
 from services.registry import Registry
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
-
-RUN = uuid4().hex[:8]
-"""Earlier runs leave messages on the broker's topics: every name here is unique to this run."""
-
-
-def unique(prefix: str) -> str:
-    return f"{prefix}-{RUN}-{uuid4().hex[:6]}"
-
-
-class TopicLog:
-    """Every message on a topic from its beginning, read in the background."""
-
-    def __init__(self, bootstrap: str, topic: str) -> None:
-        self.topic = topic
-        self.records: list[ConsumerRecord[bytes, bytes]] = []
-        self._consumer = AIOKafkaConsumer(
-            bootstrap_servers=bootstrap, enable_auto_commit=False, auto_offset_reset="earliest"
-        )
-        self._task: asyncio.Task[None] | None = None
-
-    async def start(self) -> None:
-        await self._consumer.start()
-        await self._consumer.topics()  # metadata, so the partitions are known
-        partitions = self._consumer.partitions_for_topic(self.topic) or set()
-        self._consumer.assign([TopicPartition(self.topic, p) for p in sorted(partitions)])
-        await self._consumer.seek_to_beginning()
-        self._task = asyncio.create_task(self._read())
-
-    async def _read(self) -> None:
-        async for record in self._consumer:
-            self.records.append(record)
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-        await self._consumer.stop()
-
-    async def wait_for(
-        self, found: Callable[[list[ConsumerRecord[bytes, bytes]]], bool], timeout: float = 30
-    ) -> None:
-        deadline = asyncio.get_running_loop().time() + timeout
-        while not found(self.records):
-            assert asyncio.get_running_loop().time() < deadline, f"timed out reading {self.topic}"
-            await asyncio.sleep(0.05)
 
 
 @pytest.fixture(scope="module")
