@@ -50,6 +50,7 @@ from services.inbound import (
     problems,
     raw_body,
 )
+from services.kafka_broker import CONSUMER_TUNING
 from services.registry import Registry
 
 log = logging.getLogger("registrar.commands")
@@ -193,6 +194,7 @@ def attach_command_bus(
 
     broker.subscriber(
         REGISTRY_COMMANDS.name,
+        **CONSUMER_TUNING,
         group_id=group_id,
         auto_offset_reset="earliest",
         ack_policy=AckPolicy.MANUAL,

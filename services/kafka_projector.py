@@ -16,6 +16,7 @@ from faststream.kafka.annotations import KafkaMessage
 from contracts.envelope import Envelope
 from contracts.topics import REGISTRY_EVENTS
 from services.event_store import PostgresEventStore
+from services.kafka_broker import CONSUMER_TUNING
 from services.projection_status import record_progress
 from services.projector import Projection
 
@@ -39,6 +40,7 @@ def attach_projection(
 
     @broker.subscriber(
         REGISTRY_EVENTS.name,
+        **CONSUMER_TUNING,
         group_id=group_id or group_of(projection.name),
         batch=True,
         max_records=max_records,

@@ -21,6 +21,7 @@ from contracts.topics import REGISTRY_EVENTS, REGISTRY_PROMOTIONS
 from services.domain.state import ModelState
 from services.event_store import PostgresEventStore
 from services.inbound import acknowledged_after, dead_letter, problems, raw_body
+from services.kafka_broker import CONSUMER_TUNING
 from services.stream_states import StreamStates
 
 log = logging.getLogger("registrar.promotions")
@@ -129,6 +130,7 @@ def attach_promotions(
 
     broker.subscriber(
         REGISTRY_EVENTS.name,
+        **CONSUMER_TUNING,
         group_id=group_id,
         auto_offset_reset="earliest",
         ack_policy=AckPolicy.MANUAL,

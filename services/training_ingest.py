@@ -26,6 +26,7 @@ from services.domain.runs import RunState, decide_run, fold_run, run_stream_id
 from services.domain.state import ModelState
 from services.event_store import ConcurrencyConflict, NewEvent, StreamHead
 from services.inbound import acknowledged_after, dead_letter, problems, raw_body
+from services.kafka_broker import CONSUMER_TUNING
 from services.registry import Registry
 
 log = logging.getLogger("registrar.ingest")
@@ -192,6 +193,7 @@ def attach_training_ingest(
 
     broker.subscriber(
         TRAINING_COMPLETED.name,
+        **CONSUMER_TUNING,
         group_id=group_id,
         ack_policy=AckPolicy.MANUAL,
         # A new group starts at the oldest message: runs finished before Registrar first
