@@ -102,10 +102,9 @@ _INSERT_EVENTS = """
     -- (a gap, or a chain linked to a hash that is not the stream's): then nothing is inserted.
     WHERE ($14::int = 0 OR EXISTS (
         SELECT 1 FROM events WHERE stream_id = $13 AND stream_version = $14 AND hash = $15))
-    -- All or nothing: if any of these events is stored, this append is a retry and writes none
-    -- (a retry that decided more events than the first try must not add the extra ones).
-    AND NOT EXISTS (SELECT 1 FROM events WHERE event_id = ANY($1::uuid[]))
-    ON CONFLICT (event_id) DO NOTHING
+    -- No ON CONFLICT: if any of these events is stored, the unique event id fails the whole
+    -- statement, so a retry writes none of its events (one that decided more events than the
+    -- first try must not add the extra ones), and the store answers with what is stored.
     RETURNING position, event_id, transaction_id
 """
 # Each append is ONE statement, so it is atomic without BEGIN/COMMIT round trips: the events,
@@ -279,10 +278,12 @@ class PostgresEventStore:
             except asyncpg.UniqueViolationError as error:
                 if error.constraint_name == "model_names_pkey" and names is not None:
                     raise NameTaken(names.claim) from error
+                if error.constraint_name == "events_event_id_unique":
+                    return await self._already_stored(conn, stream_id, expected, envelopes)
                 if error.constraint_name != "events_stream_version_unique":
                     raise
-                # ON CONFLICT (event_id) does not cover every race: a concurrent append of these
-                # same events can surface as a version conflict. Then this append is a retry.
+                # A concurrent append of these same events can surface as a version conflict
+                # (whichever unique index is checked first): then this append is a retry.
                 if await conn.fetchval(_SELECT_BY_IDS, [envelopes[0].event_id]) is None:
                     raise ConcurrencyConflict(
                         f"stream {stream_id} moved past version {expected.version}"
@@ -290,8 +291,6 @@ class PostgresEventStore:
                 inserted = []
             if not inserted:
                 return await self._already_stored(conn, stream_id, expected, envelopes)
-        if len(inserted) != len(envelopes):
-            raise ValueError("an append mixed new events with already stored ones")
         positions = {row["event_id"]: row["position"] for row in inserted}
         return [e.model_copy(update={"position": positions[e.event_id]}) for e in envelopes]
 
