@@ -31,13 +31,12 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import asyncpg
+from fresh_database import with_fresh_database
 from sqlalchemy import text
-from sqlalchemy.engine import make_url
 
 from contracts.commands import Command, RegisterModel, RegisterVersion, TransitionStage
 from services.command_handler import CommandMeta
@@ -47,13 +46,6 @@ from services.registry import Registry
 
 BIN = Path(sys.executable).parent
 GOAL_P99_MS = 250.0
-
-
-def plain(url: str, database: str | None = None) -> str:
-    parsed = make_url(url).set(drivername="postgresql")
-    if database is not None:
-        parsed = parsed.set(database=database)
-    return parsed.render_as_string(hide_password=False)
 
 
 def percentile(values: list[float], p: float) -> float:
@@ -240,23 +232,6 @@ async def run(url: str, args: argparse.Namespace, logs: Path) -> bool:
             stop_process(process)
         await registry.close()
         broker.stop()
-
-
-async def with_fresh_database(server: str, body: Callable[[str], Awaitable[bool]]) -> bool:
-    name = f"registrar_bench_{uuid.uuid4().hex[:12]}"
-    conn = await asyncpg.connect(plain(server))
-    try:
-        await conn.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await conn.close()
-    try:
-        return await body(plain(server, name))
-    finally:
-        conn = await asyncpg.connect(plain(server))
-        try:
-            await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        finally:
-            await conn.close()
 
 
 def main() -> None:

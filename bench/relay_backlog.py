@@ -28,15 +28,14 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import asyncpg
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from fresh_database import plain, with_fresh_database
 from sqlalchemy import text
-from sqlalchemy.engine import make_url
 
 from contracts.events import Event, ModelRegistered, VersionRegistered, VersionTagSet
 from contracts.identifiers import uuid7
@@ -50,13 +49,6 @@ from services.schema_migrations import migrate
 BIN = Path(sys.executable).parent
 GOAL = 10_000
 START_TIME = datetime(2024, 5, 1, tzinfo=UTC)
-
-
-def plain(url: str, database: str | None = None) -> str:
-    parsed = make_url(url).set(drivername="postgresql")
-    if database is not None:
-        parsed = parsed.set(database=database)
-    return parsed.render_as_string(hide_password=False)
 
 
 def stream_events(stream_id: str, name: str, count: int) -> list[Event]:
@@ -251,23 +243,6 @@ async def run(url: str, args: argparse.Namespace) -> bool:
         if broker is not None:
             broker.stop()
         await engine.dispose()
-
-
-async def with_fresh_database(server: str, body: Callable[[str], Awaitable[bool]]) -> bool:
-    name = f"registrar_bench_{uuid.uuid4().hex[:12]}"
-    conn = await asyncpg.connect(plain(server))
-    try:
-        await conn.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await conn.close()
-    try:
-        return await body(plain(server, name))
-    finally:
-        conn = await asyncpg.connect(plain(server))
-        try:
-            await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        finally:
-            await conn.close()
 
 
 def main() -> None:

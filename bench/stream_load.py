@@ -17,14 +17,12 @@ import os
 import statistics
 import tempfile
 import time
-import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import asyncpg
-from sqlalchemy.engine import make_url
+from fresh_database import with_fresh_database
 
 from contracts.codec import dumps
 from contracts.envelope import Envelope
@@ -45,13 +43,6 @@ from services.schema_migrations import migrate
 MODEL = "bench-long-stream"
 STREAM_ID = str(uuid7())
 START_TIME = datetime(2024, 5, 1, tzinfo=UTC)
-
-
-def plain(url: str, database: str | None = None) -> str:
-    parsed = make_url(url).set(drivername="postgresql")
-    if database is not None:
-        parsed = parsed.set(database=database)
-    return parsed.render_as_string(hide_password=False)
 
 
 def stream_events(total: int, versions: int) -> list[Event]:
@@ -186,23 +177,6 @@ async def run(url: str, total: int, versions: int, batch: int, runs: int) -> Non
         print(f"    states equal to the full fold: {loaded_b == loaded and loaded_c == loaded}")
     finally:
         await engine.dispose()
-
-
-async def with_fresh_database(server: str, body: Callable[[str], Awaitable[None]]) -> None:
-    name = f"registrar_bench_{uuid.uuid4().hex[:12]}"
-    conn = await asyncpg.connect(plain(server))
-    try:
-        await conn.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await conn.close()
-    try:
-        await body(plain(server, name))
-    finally:
-        conn = await asyncpg.connect(plain(server))
-        try:
-            await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        finally:
-            await conn.close()
 
 
 def main() -> None:
