@@ -132,6 +132,39 @@ def _migrate(settings: Settings) -> int:
     return 0
 
 
+def _audit(settings: Settings, args: argparse.Namespace) -> int:
+    from contracts.codec import dumps, loads
+    from services.chain_verification import heads_from_json, heads_to_json, verify_chains
+    from services.database import create_engine, resolve_database
+    from services.event_store import PostgresEventStore
+
+    url, _server = resolve_database(settings.database_url, settings.home)
+    anchored = None
+    if args.audit_command == "verify" and args.anchored is not None:
+        anchored = heads_from_json(loads(args.anchored.read_bytes())["heads"])
+
+    async def run() -> int:
+        engine = create_engine(url, pool_size=2)
+        try:
+            report = await verify_chains(PostgresEventStore(engine), anchored)
+        finally:
+            await engine.dispose()
+        if args.audit_command == "heads":
+            exported = {"heads_digest": report.heads_digest, "heads": heads_to_json(report.heads)}
+            args.file.write_bytes(dumps(exported))
+            print(f"wrote the heads of {report.streams} streams to {args.file}")
+            print(f"heads digest (anchor this): {report.heads_digest}")
+            return 0
+        for link in report.broken:
+            print(f"BROKEN stream {link.stream_id} at version {link.version}: {link.problem}")
+        verdict = "intact" if report.intact else f"{len(report.broken)} broken"
+        print(f"{report.streams} streams, {report.events} events: {verdict}")
+        print(f"heads digest: {report.heads_digest}")
+        return 0 if report.intact else 1
+
+    return asyncio.run(run())
+
+
 def _write_asyncapi(path: Path) -> int:
     from importlib.metadata import version
 
@@ -188,6 +221,18 @@ def parser() -> argparse.ArgumentParser:
         "ingest", help="consume training.completed and registry.commands into the registry"
     )
     commands.add_parser("migrate", help="apply the database schema migrations")
+    audit = commands.add_parser("audit", help="tamper evidence: verify the hash chains")
+    audit_commands = audit.add_subparsers(dest="audit_command", required=True)
+    verify = audit_commands.add_parser(
+        "verify", help="recompute every stream's hash chain; exit 1 naming each broken link"
+    )
+    verify.add_argument(
+        "--anchored", type=Path, help="heads exported earlier: also find streams cut short"
+    )
+    heads = audit_commands.add_parser(
+        "heads", help="export every stream's head (version, hash) to anchor elsewhere"
+    )
+    heads.add_argument("file", type=Path)
     asyncapi = commands.add_parser(
         "asyncapi", help="write the AsyncAPI document of every topic (JSON, or YAML for .yaml)"
     )
@@ -219,6 +264,8 @@ def main(argv: list[str] | None = None) -> int:
         return _run_roles(settings, roles, args.command, host, port)
     if args.command == "migrate":
         return _migrate(settings)
+    if args.command == "audit":
+        return _audit(settings, args)
     if args.command == "asyncapi":
         return _write_asyncapi(args.file)
     if args.command == "contracts":

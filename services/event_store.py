@@ -161,7 +161,7 @@ _SAVE_SNAPSHOT = (
 )
 
 
-def _envelope(row: asyncpg.Record) -> Envelope:
+def envelope_from_row(row: asyncpg.Record) -> Envelope:
     payload = row["payload"]
     return Envelope.model_construct(
         event_id=row["event_id"],
@@ -221,6 +221,12 @@ class PostgresEventStore:
 
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
+
+    @contextlib.asynccontextmanager
+    async def reading(self) -> AsyncIterator[asyncpg.Connection]:
+        """A connection in a read-only transaction (one snapshot), for long reads with cursors."""
+        async with self._driver() as conn, conn.transaction(readonly=True):
+            yield conn
 
     @contextlib.asynccontextmanager
     async def _driver(self) -> AsyncIterator[asyncpg.Connection]:
@@ -315,7 +321,7 @@ class PostgresEventStore:
         cause = causes.pop() if len(causes) == 1 else None
         if cause is not None:
             rows = await conn.fetch(_SELECT_BY_CAUSE, cause)
-        stored = [_envelope(row) for row in rows]
+        stored = [envelope_from_row(row) for row in rows]
         if any(e.stream_id != stream_id for e in stored):
             raise ValueError(
                 "the event ids of this append belong to another stream's events: was a command id"
@@ -326,12 +332,15 @@ class PostgresEventStore:
     async def events_caused_by(self, command_id: UUID) -> list[Envelope]:
         """The events a command appended (their causation id), in order; [] if it appended none."""
         async with self._driver() as conn:
-            return [_envelope(row) for row in await conn.fetch(_SELECT_BY_CAUSE, command_id)]
+            return [
+                envelope_from_row(row) for row in await conn.fetch(_SELECT_BY_CAUSE, command_id)
+            ]
 
     async def read_stream(self, stream_id: str, after_version: int = 0) -> list[Envelope]:
         async with self._driver() as conn:
             return [
-                _envelope(row) for row in await conn.fetch(_READ_STREAM, stream_id, after_version)
+                envelope_from_row(row)
+                for row in await conn.fetch(_READ_STREAM, stream_id, after_version)
             ]
 
     async def read_all(self, after: Checkpoint = START, limit: int = 1000) -> list[RecordedEvent]:
@@ -345,7 +354,9 @@ class PostgresEventStore:
         async with self._driver() as conn:
             rows = await conn.fetch(_READ_ALL, str(after.transaction_id), after.position, limit)
         return [
-            RecordedEvent(_envelope(row), Checkpoint(row["transaction_id"], row["position"]))
+            RecordedEvent(
+                envelope_from_row(row), Checkpoint(row["transaction_id"], row["position"])
+            )
             for row in rows
         ]
 
@@ -376,7 +387,9 @@ class PostgresEventStore:
             rows = await conn.fetch(_READ_BY_NAME, name, known_stream, known_version)
         if not rows:
             return None, []
-        return rows[0]["resolved"], [_envelope(row) for row in rows if row["event_id"] is not None]
+        return rows[0]["resolved"], [
+            envelope_from_row(row) for row in rows if row["event_id"] is not None
+        ]
 
     async def load_snapshot(self, stream_id: str) -> Snapshot | None:
         async with self._driver() as conn:

@@ -13,6 +13,7 @@ from services.api import model_routes, run_routes, version_routes
 from services.api.context import document_headers, registry_of
 from services.api.errors import install_error_handlers
 from services.api.responses import JSON
+from services.chain_verification import verify_chains
 from services.projection_status import status
 from services.registry import Registry
 
@@ -65,6 +66,15 @@ def create_app(
     async def projections(request: Request) -> JSON:
         async with registry_of(request).engine.connect() as conn:
             return JSON(await status(conn))
+
+    @app.get(
+        "/v1/audit/verify",
+        tags=["audit"],
+        summary="Recompute every stream's hash chain; name the first broken link of each",
+    )
+    async def audit_verify(request: Request) -> JSON:
+        report = await verify_chains(registry_of(request).store)
+        return JSON(report.as_json())
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
