@@ -302,6 +302,16 @@ class CommandHandler:
                 if parent.model == command.name:
                     continue
                 other = await self.load(parent.model)
+                if (
+                    other is not None
+                    and other.state is not None
+                    and other.state.name != parent.model
+                ):
+                    # Lineage names models by their current name: a former one would go stale.
+                    raise Invalid(
+                        f"parent model {parent.model!r} was renamed to {other.state.name!r};"
+                        " name the parent by its current name"
+                    )
                 version = (
                     other.state.live_version(parent.version) if other and other.state else None
                 )

@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from contracts.envelope import Envelope
 from services.event_store import START, Checkpoint, PostgresEventStore
 from services.projection_status import record_progress
+from services.wake_signal import WakeSignal
 
 log = logging.getLogger("registrar.projector")
 
@@ -49,12 +50,12 @@ class Projector:
         self.batch_size = batch_size
         self.idle_poll_seconds = idle_poll_seconds
         self.checkpoint = START
-        self._wake = asyncio.Event()
+        self._wake = WakeSignal()
         self._progress = asyncio.Condition()
 
     def wake(self) -> None:
         """Something was appended: look now rather than at the next poll."""
-        self._wake.set()
+        self._wake.wake()
 
     async def load_checkpoint(self) -> Checkpoint:
         async with self.store.engine.connect() as conn:
@@ -121,11 +122,7 @@ class Projector:
             failures = 0
             if applied == self.batch_size:
                 continue
-            self._wake.clear()
-            try:
-                await asyncio.wait_for(self._wake.wait(), self.idle_poll_seconds)
-            except TimeoutError:
-                pass
+            await self._wake.sleep(self.idle_poll_seconds)
 
     async def wait_for(self, target: Checkpoint, timeout: float) -> bool:
         """Wait until the projection has applied everything up to `target`; False on timeout."""
@@ -138,7 +135,8 @@ class Projector:
                 await self._progress.wait_for(lambda: self.checkpoint >= target)
 
         try:
-            await asyncio.wait_for(reached(), timeout)
+            async with asyncio.timeout(timeout):
+                await reached()
         except TimeoutError:
             return False
         return True

@@ -22,6 +22,7 @@ from contracts.envelope import Envelope
 from contracts.topics import REGISTRY_EVENTS
 from services.event_store import START, Checkpoint, PostgresEventStore, RecordedEvent
 from services.kafka_broker import ensure_topics
+from services.wake_signal import WakeSignal
 
 log = logging.getLogger("registrar.relay")
 
@@ -97,10 +98,10 @@ class Relay:
         self.is_leader = False
         self._partitioner = DefaultPartitioner()  # Kafka's: murmur2 of the key
         self._partition_of: dict[bytes, int] = {}  # murmur2 in Python is slow: once per stream
-        self._wake = asyncio.Event()
+        self._wake = WakeSignal()
 
     def wake(self) -> None:
-        self._wake.set()
+        self._wake.wake()
 
     async def run(self) -> None:
         """Wait to be the one active relay, then publish until cancelled (or the lock is lost)."""
@@ -170,11 +171,7 @@ class Relay:
                 log.warning("relay: publishing failed (%r); retry %d", error, failures)
                 await asyncio.sleep(min(5.0, 0.1 * 2**failures))
                 continue
-            self._wake.clear()
-            try:
-                await asyncio.wait_for(self._wake.wait(), self.idle_poll_seconds)
-            except TimeoutError:
-                pass
+            await self._wake.sleep(self.idle_poll_seconds)
 
     async def _send(
         self, producer: AIOKafkaProducer, batch: list[RecordedEvent]

@@ -540,3 +540,26 @@ async def test_audit_verify_reports_every_chain_intact(api: httpx.AsyncClient) -
     assert report["intact"] is True and report["broken"] == []
     assert report["streams"] >= 1 and report["events"] >= 3
     assert len(report["heads_digest"]) == 64
+
+
+async def test_a_parent_named_by_a_former_name_is_refused_with_the_current_name(
+    api: httpx.AsyncClient, registry: Registry
+) -> None:
+    old = await new_model(api, versions=1)
+    current = unique("renamed-parent")
+    await api.patch(f"/v1/models/{old}", json={"name": current})
+    child = await new_model(api)
+    before = await event_count(registry)
+    response = await api.post(
+        f"/v1/models/{child}/versions",
+        json={"source": "s3://child", "parents": [{"model": old, "version": 1}]},
+    )
+    assert response.status_code == 422
+    assert current in response.json()["error"]["message"]
+    assert await event_count(registry) == before
+    accepted = await api.post(
+        f"/v1/models/{child}/versions",
+        json={"source": "s3://child", "parents": [{"model": current, "version": 1}]},
+    )
+    assert accepted.status_code == 201
+    assert accepted.json()["parents"][0]["model"] == current
