@@ -35,12 +35,11 @@ from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from fresh_database import with_fresh_database
+from fresh_database import run_on_a_fresh_database
 from sqlalchemy import text
 
 from contracts.commands import Command, RegisterModel, RegisterVersion, TransitionStage
 from services.command_handler import CommandMeta
-from services.database import start_embedded_postgres
 from services.kafka_broker import start_embedded_broker
 from services.registry import Registry
 
@@ -246,20 +245,7 @@ def main() -> None:
     def body(url: str) -> Awaitable[bool]:
         return run(url, args, logs)
 
-    configured = os.environ.get("REGISTRAR_DATABASE_URL") or None
-    if configured:
-        print("server: REGISTRAR_DATABASE_URL")
-        ok = asyncio.run(with_fresh_database(configured, body))
-    else:
-        with tempfile.TemporaryDirectory(
-            prefix="registrar-bench-", ignore_cleanup_errors=True
-        ) as home:
-            server, handle = start_embedded_postgres(Path(home) / "data", database="postgres")
-            try:
-                print("server: embedded PostgreSQL")
-                ok = asyncio.run(with_fresh_database(server, body))
-            finally:
-                handle.cleanup()  # stop it before its data directory is removed
+    ok = run_on_a_fresh_database(body)
     if ok:
         shutil.rmtree(logs, ignore_errors=True)
     else:

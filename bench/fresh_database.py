@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
+import os
+import tempfile
 import uuid
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import TypeVar
 
 import asyncpg
 from sqlalchemy.engine import make_url
+
+from services.database import start_embedded_postgres
 
 T = TypeVar("T")
 
@@ -36,3 +42,19 @@ async def with_fresh_database(server: str, body: Callable[[str], Awaitable[T]]) 
             await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         finally:
             await conn.close()
+
+
+def run_on_a_fresh_database(body: Callable[[str], Awaitable[T]]) -> T:
+    """Run `body` on a fresh database of REGISTRAR_DATABASE_URL's server if it is set, else of an
+    embedded PostgreSQL started (and stopped) for this run."""
+    configured = os.environ.get("REGISTRAR_DATABASE_URL") or None
+    if configured:
+        print("server: REGISTRAR_DATABASE_URL")
+        return asyncio.run(with_fresh_database(configured, body))
+    with tempfile.TemporaryDirectory(prefix="registrar-bench-", ignore_cleanup_errors=True) as home:
+        server, handle = start_embedded_postgres(Path(home) / "data", database="postgres")
+        try:
+            print("server: embedded PostgreSQL")
+            return asyncio.run(with_fresh_database(server, body))
+        finally:
+            handle.cleanup()  # stop it before its data directory is removed

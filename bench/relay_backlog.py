@@ -34,13 +34,13 @@ from pathlib import Path
 
 import asyncpg
 from aiokafka import AIOKafkaConsumer, TopicPartition
-from fresh_database import plain, with_fresh_database
+from fresh_database import plain, run_on_a_fresh_database
 from sqlalchemy import text
 
 from contracts.events import Event, ModelRegistered, VersionRegistered, VersionTagSet
 from contracts.identifiers import uuid7
 from contracts.topics import REGISTRY_EVENTS
-from services.database import create_engine, start_embedded_postgres
+from services.database import create_engine
 from services.event_store import NameChange, NewEvent, PostgresEventStore, StreamHead
 from services.kafka_broker import ensure_topics, start_embedded_broker
 from services.relay import Relay
@@ -257,20 +257,7 @@ def main() -> None:
     def body(url: str) -> Awaitable[bool]:
         return run(url, args)
 
-    configured = os.environ.get("REGISTRAR_DATABASE_URL") or None
-    if configured:
-        print("server: REGISTRAR_DATABASE_URL")
-        ok = asyncio.run(with_fresh_database(configured, body))
-    else:
-        with tempfile.TemporaryDirectory(
-            prefix="registrar-bench-", ignore_cleanup_errors=True
-        ) as home:
-            server, handle = start_embedded_postgres(Path(home) / "data", database="postgres")
-            try:
-                print("server: embedded PostgreSQL")
-                ok = asyncio.run(with_fresh_database(server, body))
-            finally:
-                handle.cleanup()
+    ok = run_on_a_fresh_database(body)
     if not ok:
         sys.exit(1)
 

@@ -12,17 +12,13 @@ directory; the run uses a fresh database, dropped at the end.
 from __future__ import annotations
 
 import argparse
-import asyncio
-import os
 import statistics
-import tempfile
 import time
 from collections.abc import Awaitable
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
-from fresh_database import with_fresh_database
+from fresh_database import run_on_a_fresh_database
 
 from contracts.codec import dumps
 from contracts.envelope import Envelope
@@ -35,7 +31,7 @@ from contracts.events import (
 )
 from contracts.identifiers import uuid7
 from services.command_handler import CommandHandler, LoadedStream
-from services.database import create_engine, start_embedded_postgres
+from services.database import create_engine
 from services.domain.state import STATE_SCHEMA, state_to_json
 from services.event_store import NameChange, NewEvent, PostgresEventStore, Snapshot, StreamHead
 from services.schema_migrations import migrate
@@ -190,18 +186,7 @@ def main() -> None:
     def body(url: str) -> Awaitable[None]:
         return run(url, args.events, args.versions, args.batch, args.runs)
 
-    configured = os.environ.get("REGISTRAR_DATABASE_URL") or None
-    if configured:
-        print("server: REGISTRAR_DATABASE_URL")
-        asyncio.run(with_fresh_database(configured, body))
-        return
-    with tempfile.TemporaryDirectory(prefix="registrar-bench-", ignore_cleanup_errors=True) as home:
-        server, handle = start_embedded_postgres(Path(home) / "data", database="postgres")
-        try:
-            print("server: embedded PostgreSQL")
-            asyncio.run(with_fresh_database(server, body))
-        finally:
-            handle.cleanup()  # stop it before its data directory is removed
+    run_on_a_fresh_database(body)
 
 
 if __name__ == "__main__":
