@@ -106,6 +106,22 @@ def _stage_from_any_case(value: Any) -> Any:
 StageName = Annotated[Stage, BeforeValidator(_stage_from_any_case)]
 
 
+class Role(str, Enum):
+    """What a caller may do, each role including the ones before it."""
+
+    VIEWER = "viewer"
+    CONTRIBUTOR = "contributor"
+    APPROVER = "approver"
+    ADMIN = "admin"
+
+    @property
+    def rank(self) -> int:
+        return list(Role).index(self)
+
+    def includes(self, other: Role) -> bool:
+        return self.rank >= other.rank
+
+
 class Frozen(BaseModel):
     """Base of every contract: immutable, and unknown fields are an error, not silently dropped."""
 

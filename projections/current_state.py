@@ -106,6 +106,7 @@ def _changed_versions(before: ModelState | None, after: ModelState) -> list[int]
 
 class CurrentStateProjection:
     name = NAME
+    tables = ("cs_models", "cs_versions")
 
     def __init__(self, store: PostgresEventStore, cache_size: int = 10_000) -> None:
         self.store = store

@@ -17,6 +17,7 @@ from contracts.commands import Command, RegisterModel, RegisterVersion, RenameMo
 from contracts.envelope import GENESIS_HASH, Envelope
 from contracts.events import SCHEMA_VERSION, Event, ModelRegistered, ModelRenamed
 from contracts.identifiers import derived_event_id, uuid7
+from contracts.values import Role
 from services.domain.decider import decide
 from services.domain.errors import Conflict, DomainError, Invalid
 from services.domain.state import (
@@ -73,13 +74,17 @@ class CommandMeta:
     actor: str
     command_id: UUID = field(default_factory=uuid7)
     correlation_id: UUID | None = None
+    role: Role = Role.ADMIN
+    """The caller's role (from its token; admin when authentication is off, as in MLflow)."""
 
     def part(self, index: int) -> CommandMeta:
         """The meta of the `index`-th command of a request that makes several (still idempotent)."""
         if index == 0:
             return self
         command_id = derived_event_id(self.command_id, 1_000_000 + index)
-        return CommandMeta(self.actor, command_id, self.correlation_id or self.command_id)
+        return CommandMeta(
+            self.actor, command_id, self.correlation_id or self.command_id, self.role
+        )
 
 
 @dataclass(frozen=True, slots=True)

@@ -22,6 +22,8 @@ log = logging.getLogger("registrar.projector")
 
 class Projection(Protocol):
     name: str
+    tables: tuple[str, ...]
+    """The tables this read model owns and writes, and nothing else does."""
 
     async def apply(self, conn: AsyncConnection, events: Sequence[Envelope]) -> None: ...
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from projections.current_state import CurrentStateProjection
+from projections.catalogue import READ_MODELS, read_model
 from services.command_handler import CommandHandler, LoadedStream
 from services.database import create_engine
 from services.event_store import PostgresEventStore
@@ -31,7 +31,8 @@ class Registry:
     engine: AsyncEngine
     store: PostgresEventStore
     commands: CommandHandler
-    projector: Projector
+    projectors: list[Projector]
+    """One per read model, run in this process when no Kafka broker feeds projector services."""
     query_wait_seconds: float = 10.0
     """How long a projection query waits for the projection to reach the caller's last write."""
     unconfirmed_writes: dict[str, int] = field(default_factory=dict)
@@ -46,9 +47,9 @@ class Registry:
         if apply_migrations:
             await migrate(engine)
         store = PostgresEventStore(engine)
-        projector = Projector(store, CurrentStateProjection(store))
+        projectors = [Projector(store, read_model(name, store)) for name in READ_MODELS]
         commands = CommandHandler(store)
-        registry = cls(engine, store, commands, projector)
+        registry = cls(engine, store, commands, projectors)
         commands.on_append = registry._appended
         return registry
 
@@ -87,11 +88,14 @@ class Registry:
             await asyncio.sleep(0.005)
         return True
 
-    def start_projector(self) -> None:
-        """Run the current-state projector in this process, following the store (when no
-        Kafka broker feeds a projector service)."""
-        self.on_append.append(self.projector.wake)
-        self._tasks.append(asyncio.create_task(self.projector.run(), name="projector"))
+    def start_projectors(self) -> None:
+        """Run every read model's projector in this process, following the store (when no
+        Kafka broker feeds projector services)."""
+        for projector in self.projectors:
+            self.on_append.append(projector.wake)
+            self._tasks.append(
+                asyncio.create_task(projector.run(), name=f"projector {projector.projection.name}")
+            )
 
     async def close(self) -> None:
         for task in self._tasks:

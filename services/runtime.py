@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import uvicorn
 from faststream.kafka import KafkaBroker
 
-from projections.current_state import CurrentStateProjection
+from projections.catalogue import READ_MODELS, read_model
 from services.api.app import create_app
 from services.kafka_broker import ensure_topics, wait_for_broker
 from services.kafka_projector import attach_projection
@@ -23,8 +23,9 @@ from services.relay import Relay
 
 log = logging.getLogger("registrar.runtime")
 
-PROJECTIONS = ("current_state", "promotions")
-"""The projector services `registrar project` can run (all of them by default)."""
+PROJECTIONS = (*READ_MODELS, "promotions")
+"""The projector services `registrar project` can run (all of them by default): every read model,
+and the promotions publisher."""
 
 
 @dataclass(frozen=True)
@@ -63,14 +64,13 @@ def _consumers(bootstrap: str, registry: Registry, roles: Roles) -> list[KafkaBr
     store = registry.store
     attachers: list[Callable[[KafkaBroker], None]] = []
     for name in roles.projections:
-        if name == "current_state":
-            attachers.append(
-                lambda kafka: attach_projection(kafka, store, CurrentStateProjection(store))
-            )
-        elif name == "promotions":
+        if name == "promotions":
             from services.promotions import attach_promotions
 
             attachers.append(lambda kafka: attach_promotions(kafka, store))
+        elif name in READ_MODELS:
+            projection = read_model(name, store)
+            attachers.append(lambda kafka, p=projection: attach_projection(kafka, store, p))
         else:
             raise ValueError(f"unknown projection {name!r}: choose from {', '.join(PROJECTIONS)}")
     if roles.ingest:
@@ -115,7 +115,7 @@ async def run(
                 process.tasks.append(asyncio.create_task(relay.run(), name="relay"))
             process.consumers = _consumers(kafka_bootstrap, registry, roles)
         elif roles.api:
-            registry.start_projector()  # no bus: follow the store in this process
+            registry.start_projectors()  # no bus: follow the store in this process
         if process.consumers:
             # Started beside the API, not before it: joining consumer groups takes seconds, and
             # queries wait for the projection anyway.

@@ -33,7 +33,7 @@ def create_app(
         opened = await Registry.open(registry)
         opened.query_wait_seconds = query_wait_seconds
         if run_projector:
-            opened.start_projector()
+            opened.start_projectors()
         app.state.registry = opened
         try:
             yield
