@@ -1,0 +1,166 @@
+"""The permission table: which action each request is (by method and path), which role each action
+needs, and when owning the model is enough. Pure: no I/O, tested on its own."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from enum import Enum
+
+from contracts.values import Role
+
+
+class Action(str, Enum):
+    READ = "read"
+    """Any GET: models, versions, runs, projections, audit."""
+    CONTRIBUTE = "contribute"
+    """Register models and versions, record runs, tag and describe versions, request transitions."""
+    MANAGE_MODEL = "manage-model"
+    """Describe, rename, tag or delete a model, delete its versions: its owners, or an admin."""
+    PROMOTE = "promote"
+    """Move a version between stages, set or delete an alias."""
+    ADMINISTER = "administer"
+    """Tokens, ownership grants, policies, and any write the table does not name."""
+
+
+MINIMUM_ROLE = {
+    Action.READ: Role.VIEWER,
+    Action.CONTRIBUTE: Role.CONTRIBUTOR,
+    Action.MANAGE_MODEL: Role.ADMIN,
+    Action.PROMOTE: Role.APPROVER,
+    Action.ADMINISTER: Role.ADMIN,
+}
+"""The role an action needs from a caller who does not own the model."""
+
+OWNER_ACTIONS = frozenset({Action.MANAGE_MODEL})
+"""What owning the model allows below the action's role..."""
+OWNER_MINIMUM_ROLE = Role.CONTRIBUTOR
+"""...with a token of at least this role: a viewer token stays read-only, even an owner's."""
+
+MLFLOW_PREFIXES = (
+    "/api/2.0/mlflow/",
+    "/ajax-api/2.0/mlflow/",
+    "/api/2.0/mlflow-artifacts/",
+    "/ajax-api/2.0/mlflow-artifacts/",
+)
+OPEN_PATHS = frozenset({"/healthz", "/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json"})
+"""Health and the API's own documentation: no token needed."""
+
+
+@dataclass(frozen=True, slots=True)
+class Requirement:
+    action: Action
+    model: str | None = None
+    """The model's name, when the path holds it."""
+    model_in_body: bool = False
+    """The name is the JSON body's `name` field (MLflow's POST, PATCH and DELETE)."""
+
+    @property
+    def owners_may(self) -> bool:
+        return self.action in OWNER_ACTIONS
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    allowed: bool
+    reason: str = ""
+
+
+_NAME = r"(?P<model>[^/]+)"
+_VERSION = _NAME + r"/versions/[^/]+"
+_NATIVE_WRITES: list[tuple[frozenset[str], re.Pattern[str], Action]] = [
+    (frozenset(methods.split()), re.compile(pattern), action)
+    for methods, pattern, action in (
+        ("POST", r"/v1/models", Action.CONTRIBUTE),
+        ("PATCH DELETE", rf"/v1/models/{_NAME}", Action.MANAGE_MODEL),
+        ("PUT DELETE", rf"/v1/models/{_NAME}/tags/[^/]+", Action.MANAGE_MODEL),
+        ("PUT DELETE", rf"/v1/models/{_NAME}/aliases/[^/]+", Action.PROMOTE),
+        ("POST", rf"/v1/models/{_NAME}/versions", Action.CONTRIBUTE),
+        ("PATCH", rf"/v1/models/{_VERSION}", Action.CONTRIBUTE),
+        ("DELETE", rf"/v1/models/{_VERSION}", Action.MANAGE_MODEL),
+        ("PUT DELETE", rf"/v1/models/{_VERSION}/tags/[^/]+", Action.CONTRIBUTE),
+        ("PATCH PUT", rf"/v1/models/{_VERSION}/card", Action.CONTRIBUTE),
+        ("POST", rf"/v1/models/{_VERSION}/stage", Action.PROMOTE),
+        ("POST", rf"/v1/models/{_VERSION}/transition-requests", Action.CONTRIBUTE),
+        # Who may approve is the policy's to say (its approver role): the workflow checks it.
+        ("POST", r"/v1/transition-requests/[^/]+/(approve|reject|cancel)", Action.CONTRIBUTE),
+        ("POST", r"/v1/training-runs", Action.CONTRIBUTE),
+    )
+]
+
+_MLFLOW_MANAGE = frozenset(
+    {
+        "registered-models/update",
+        "registered-models/rename",
+        "registered-models/delete",
+        "registered-models/set-tag",
+        "registered-models/delete-tag",
+        "model-versions/delete",
+    }
+)
+_MLFLOW_PROMOTE = frozenset({"model-versions/transition-stage", "registered-models/alias"})
+_MLFLOW_READ_POSTS = frozenset({"registered-models/get-latest-versions"})
+"""POSTs that only read (besides every `.../search`)."""
+
+
+def is_mlflow_path(path: str) -> bool:
+    return path.startswith(MLFLOW_PREFIXES)
+
+
+def requirement(method: str, path: str) -> Requirement | None:
+    """What a request needs, or None for the open paths (health, API docs)."""
+    if path in OPEN_PATHS:
+        return None
+    method = method.upper()
+    if path == "/v1/admin" or path.startswith("/v1/admin/"):
+        return Requirement(Action.ADMINISTER)
+    for prefix in MLFLOW_PREFIXES:
+        if path.startswith(prefix):
+            return _mlflow_requirement(method, path.removeprefix(prefix))
+    if method in ("GET", "HEAD", "OPTIONS"):
+        return Requirement(Action.READ)
+    for methods, pattern, action in _NATIVE_WRITES:
+        match = pattern.fullmatch(path)
+        if match is not None and method in methods:
+            return Requirement(action, match.groupdict().get("model"))
+    return Requirement(Action.ADMINISTER)
+
+
+def _mlflow_requirement(method: str, endpoint: str) -> Requirement:
+    endpoint = endpoint.strip("/")
+    if method in ("GET", "HEAD", "OPTIONS"):
+        return Requirement(Action.READ)
+    if endpoint.endswith("/search") or endpoint in _MLFLOW_READ_POSTS:
+        return Requirement(Action.READ)
+    if endpoint in _MLFLOW_MANAGE:
+        return Requirement(Action.MANAGE_MODEL, model_in_body=True)
+    if endpoint in _MLFLOW_PROMOTE:
+        return Requirement(Action.PROMOTE)
+    return Requirement(Action.CONTRIBUTE)
+
+
+def needs_ownership_check(role: Role, need: Requirement) -> bool:
+    """Whether the role alone falls short but owning the model would do."""
+    return (
+        not role.includes(MINIMUM_ROLE[need.action])
+        and need.owners_may
+        and role.includes(OWNER_MINIMUM_ROLE)
+    )
+
+
+def verdict(user: str, role: Role, need: Requirement, owns_model: bool = False) -> Verdict:
+    """Whether `user` with `role` may do what `need` describes (`owns_model`: of its model)."""
+    minimum = MINIMUM_ROLE[need.action]
+    if role.includes(minimum):
+        return Verdict(True)
+    if need.owners_may and role.includes(OWNER_MINIMUM_ROLE) and owns_model:
+        return Verdict(True)
+    reason = f"{need.action.value} needs the {minimum.value} role; {user} has {role.value}"
+    if need.owners_may:
+        model = f"model {need.model!r}" if need.model else "the model"
+        reason += (
+            f" and does not own {model}"
+            if role.includes(OWNER_MINIMUM_ROLE)
+            else f" (owners of {model} may too, with a {OWNER_MINIMUM_ROLE.value} token)"
+        )
+    return Verdict(False, reason)
