@@ -1,0 +1,226 @@
+"""/v1 transition requests, approvals and promotion policies: request a move, approve / reject /
+cancel it, read a request (from its model's stream: strongly consistent), list requests (from
+the approvals projection), and read or apply the promotion policy (admins only)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, HTTPException, Path, Query, Request
+from pydantic import Field, model_validator
+from sqlalchemy import text
+
+from contracts.commands import (
+    ApproveTransition,
+    CancelTransition,
+    Comment,
+    RejectTransition,
+    RequestTransition,
+)
+from contracts.events import TransitionRequested
+from contracts.policies import PolicyDocument
+from contracts.values import AliasName, StageName
+from projections.approvals import list_requests, wait_until_applied
+from services.api.bodies import Body
+from services.api.context import command_meta, handle, registry_of
+from services.api.model_routes import NamePath
+from services.api.queries import MinPosition, PageSize, PageToken
+from services.api.responses import JSON, with_position
+from services.api.version_routes import VersionPath
+from services.command_handler import Outcome
+from services.domain.approvals import latest_request, standing
+from services.domain.errors import NotFound
+from services.domain.policies import PolicySet
+from services.domain.state import ModelState
+from services.domain.transition_requests import TransitionRequest
+from services.promotion_policies import PolicyStream
+from services.registry import Registry
+
+router = APIRouter(tags=["approvals"])
+
+RequestIdPath = Annotated[str, Path(min_length=1, max_length=64, description="A request's id")]
+
+
+class TransitionRequestBody(Body):
+    stage: StageName | None = None
+    alias: AliasName | None = None
+    comment: Comment = ""
+    archive_existing: bool = Field(
+        default=False, description="When it applies, move the stage's other versions to Archived"
+    )
+
+    @model_validator(mode="after")
+    def _one_target(self) -> TransitionRequestBody:
+        if (self.stage is None) == (self.alias is None):
+            raise ValueError("name exactly one target: stage or alias")
+        return self
+
+
+class CommentBody(Body):
+    comment: Comment = ""
+
+
+_NO_COMMENT = CommentBody()
+
+
+def request_view(
+    model: ModelState, request: TransitionRequest, policies: PolicySet
+) -> dict[str, Any]:
+    """A request as JSON, with what it still needs under the policy in force (if pending)."""
+    now = standing(request, model, policies) if request.state == "pending" else None
+    return {
+        "request_id": request.request_id,
+        "model": model.name,
+        "version": request.version,
+        "stage": request.stage.value if request.stage is not None else None,
+        "alias": request.alias,
+        "archive_existing": request.archive_existing,
+        "state": request.state,
+        "requested_by": request.requested_by,
+        "comment": request.comment,
+        "approvals": [{"by": a.by, "at": a.at, "comment": a.comment} for a in request.approvals],
+        "missing": now.missing if now is not None else [],
+        "gates": [c.model_dump() for c in now.checks] if now is not None else [],
+        "policy_version": policies.version,
+        "stale_reasons": list(request.stale_reasons),
+        "closed_by": request.closed_by,
+        "closed_comment": request.closed_comment,
+        "created_at": request.created_at,
+        "updated_at": request.updated_at,
+    }
+
+
+async def _answer(
+    registry: Registry, outcome: Outcome, request: TransitionRequest, status: int = 200
+) -> JSON:
+    policies = await registry.commands.policies.current()
+    view = request_view(outcome.state, request, policies)
+    return with_position(view, outcome.position, status)
+
+
+@router.post(
+    "/v1/models/{name}/versions/{version}/transition-requests",
+    status_code=201,
+    summary="Request a move to a stage or of an alias: applied at once if nothing is missing",
+)
+async def request_transition(
+    name: NamePath,
+    version: VersionPath,
+    body: TransitionRequestBody,
+    request: Request,
+) -> JSON:
+    command = RequestTransition(name=name, version=version, **dict(body))
+    outcome = await handle(request, command)
+    created = [e for e in outcome.events if e.type == TransitionRequested.__name__]
+    if created:
+        found = outcome.state.requests[str(created[0].payload["request_id"])]
+    else:  # one was pending for this move already: it was looked at again
+        found = latest_request(outcome.state, version, body.stage, body.alias)  # type: ignore[assignment]
+        assert found is not None
+    return await _answer(registry_of(request), outcome, found, 201 if created else 200)
+
+
+_STREAM_OF_REQUEST = text(
+    "SELECT stream_id FROM events"
+    " WHERE type = 'TransitionRequested' AND (payload ->> 'request_id') = :request_id LIMIT 1"
+)
+
+
+async def _model_of_request(registry: Registry, request_id: str) -> ModelState:
+    """The model (as of now) whose stream holds the request, read from the store itself."""
+    async with registry.engine.connect() as conn:
+        stream_id = (await conn.execute(_STREAM_OF_REQUEST, {"request_id": request_id})).scalar()
+    loaded = await registry.commands.load_stream(stream_id) if stream_id is not None else None
+    if loaded is None or loaded.state is None or request_id not in loaded.state.requests:
+        raise NotFound(f"no transition request {request_id!r}")
+    return loaded.state
+
+
+@router.get("/v1/transition-requests/{request_id}", summary="A request (strongly consistent)")
+async def get_request(request_id: RequestIdPath, request: Request) -> JSON:
+    registry = registry_of(request)
+    model = await _model_of_request(registry, request_id)
+    policies = await registry.commands.policies.current()
+    return JSON(request_view(model, model.requests[request_id], policies))
+
+
+async def _decide(request: Request, request_id: str, body: CommentBody, kind: type) -> JSON:
+    registry = registry_of(request)
+    model = await _model_of_request(registry, request_id)
+    outcome = await handle(request, kind(name=model.name, request_id=request_id, **dict(body)))
+    return await _answer(registry, outcome, outcome.state.requests[request_id])
+
+
+@router.post(
+    "/v1/transition-requests/{request_id}/approve",
+    summary="Approve: the last approval needed applies the move (if the gates pass)",
+)
+async def approve(
+    request_id: RequestIdPath, request: Request, body: CommentBody = _NO_COMMENT
+) -> JSON:
+    return await _decide(request, request_id, body, ApproveTransition)
+
+
+@router.post("/v1/transition-requests/{request_id}/reject", summary="Reject (closes it)")
+async def reject(
+    request_id: RequestIdPath, request: Request, body: CommentBody = _NO_COMMENT
+) -> JSON:
+    return await _decide(request, request_id, body, RejectTransition)
+
+
+@router.post("/v1/transition-requests/{request_id}/cancel", summary="Cancel (the requester)")
+async def cancel(
+    request_id: RequestIdPath, request: Request, body: CommentBody = _NO_COMMENT
+) -> JSON:
+    return await _decide(request, request_id, body, CancelTransition)
+
+
+@router.get("/v1/approvals", summary="Transition requests, oldest first, e.g. ?state=pending")
+async def list_approvals(
+    request: Request,
+    state: Annotated[str | None, Query(pattern="^(pending|applied|rejected|cancelled)$")] = None,
+    model: Annotated[str | None, Query(description="Only this model's requests")] = None,
+    page_size: PageSize = 100,
+    page_token: PageToken = None,
+    min_position: MinPosition = None,
+) -> JSON:
+    registry = registry_of(request)
+    wanted = dict(registry.unconfirmed_writes)
+    if min_position is not None:
+        written = await registry.store.stream_version_at(min_position)
+        if written is None:
+            raise HTTPException(
+                422, f"min_position {min_position} is not a stored event's position"
+            )
+        wanted[written[0]] = max(written[1], wanted.get(written[0], 0))
+    if not await wait_until_applied(registry.engine, wanted, registry.query_wait_seconds):
+        raise HTTPException(503, "the approvals projection has not caught up yet; retry shortly")
+    async with registry.engine.connect() as conn:
+        requests, token = await list_requests(
+            conn, state=state, model=model, page_size=page_size, page_token=page_token
+        )
+    return JSON({"requests": requests, "next_page_token": token})
+
+
+def _policy_view(stream: PolicyStream) -> dict[str, Any]:
+    return {
+        "version": stream.policies.version,
+        **stream.policies.document().model_dump(mode="json"),
+    }
+
+
+@router.get("/v1/policies", summary="The promotion policy in force (version 0: none)")
+async def get_policies(request: Request) -> JSON:
+    return JSON(_policy_view(await registry_of(request).commands.policies.load()))
+
+
+@router.put(
+    "/v1/policies",
+    summary="Apply a promotion policy (admins only); it replaces the one in force",
+)
+async def put_policies(body: PolicyDocument, request: Request) -> JSON:
+    meta = command_meta(request)
+    stream, changed = await registry_of(request).commands.policies.apply(
+        body, actor=meta.actor, role=meta.role, command_id=meta.command_id
+    )
+    return with_position({**_policy_view(stream), "changed": changed}, stream.position)
