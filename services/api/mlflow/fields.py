@@ -1,0 +1,117 @@
+"""An MLflow request's fields: the query string of a GET, the JSON body of anything else (numbers
+may come as strings; unknown fields are ignored, as MLflow does), with the checks MLflow makes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from fastapi import Request
+
+from services.api.mlflow.errors import invalid
+
+_MISSING = object()
+
+
+class Fields:
+    def __init__(self, values: dict[str, Any]) -> None:
+        self.values = values
+
+    @classmethod
+    async def of(cls, request: Request) -> Fields:
+        values: dict[str, Any] = {}
+        for key in request.query_params:
+            found = request.query_params.getlist(key)
+            values[key] = found if len(found) > 1 else found[0]
+        if request.method != "GET":
+            body = await request.body()
+            if body.strip():
+                try:
+                    parsed = orjson.loads(body)
+                except orjson.JSONDecodeError as error:
+                    raise invalid(f"the request body is not valid JSON: {error}") from None
+                if not isinstance(parsed, dict):
+                    raise invalid("the request body must be a JSON object")
+                values.update(parsed)
+        return cls(values)
+
+    def _get(self, key: str) -> Any:
+        value = self.values.get(key, _MISSING)
+        return None if value is _MISSING or value is None else value
+
+    def text(self, key: str, default: str | None = None) -> str | None:
+        value = self._get(key)
+        if value is None:
+            return default
+        if isinstance(value, list) and len(value) == 1:
+            value = value[0]
+        if not isinstance(value, str):
+            raise invalid(f"parameter {key!r} must be a string, got {value!r}")
+        return value
+
+    def required(self, key: str) -> str:
+        value = self.text(key)
+        if value is None or value == "":
+            raise invalid(
+                f"Missing value for required parameter {key!r}. See the API docs for more"
+                " information about request parameters."
+            )
+        return value
+
+    def version(self, key: str = "version") -> int:
+        """A version number: a string (or number) holding a positive integer."""
+        value = self._get(key)
+        if value is None or value == "":
+            self.required(key)
+        text = str(value)
+        if isinstance(value, bool) or not text.isdigit() or int(text) < 1:
+            raise invalid(f"Parameter {key!r} must be a positive integer, got {value!r}")
+        return int(text)
+
+    def integer(self, key: str, default: int, low: int, high: int) -> int:
+        value = self._get(key)
+        if value is None:
+            return default
+        text = str(value)
+        if isinstance(value, bool) or not text.lstrip("-").isdigit():
+            raise invalid(f"parameter {key!r} must be an integer, got {value!r}")
+        if not low <= int(text) <= high:
+            raise invalid(
+                f"Invalid value for request parameter {key}: it must be between {low} and"
+                f" {high}, but got value {text}"
+            )
+        return int(text)
+
+    def flag(self, key: str) -> bool:
+        value = self._get(key)
+        if value is None:
+            return False
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("true", "false"):
+            return value.lower() == "true"
+        raise invalid(f"parameter {key!r} must be true or false, got {value!r}")
+
+    def texts(self, key: str) -> list[str]:
+        value = self._get(key)
+        if value is None:
+            return []
+        values = value if isinstance(value, list) else [value]
+        if not all(isinstance(item, str) for item in values):
+            raise invalid(f"parameter {key!r} must be a list of strings, got {value!r}")
+        return values
+
+    def tags(self, key: str = "tags") -> dict[str, str]:
+        """`[{"key": ..., "value": ...}]` as a dict (a later duplicate key wins, as in MLflow)."""
+        value = self._get(key)
+        if value is None:
+            return {}
+        if not isinstance(value, list) or not all(isinstance(tag, dict) for tag in value):
+            raise invalid(f"parameter {key!r} must be a list of {{key, value}} objects")
+        tags: dict[str, str] = {}
+        for tag in value:
+            tag_key, tag_value = tag.get("key"), tag.get("value", "")
+            if not isinstance(tag_key, str) or not isinstance(tag_value, str):
+                raise invalid(f"each of {key!r} needs a string key and a string value, got {tag}")
+            tags[tag_key] = tag_value
+        return tags
