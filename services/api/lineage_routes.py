@@ -1,0 +1,69 @@
+"""/v1/lineage: a node's lineage graph, and the impact of a node (every version descending from
+it), from the lineage projection."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Request
+from sqlalchemy import text
+
+from projections.lineage import MAX_DEPTH, NAME, Direction, graph, impact
+from services.api.context import registry_of
+from services.api.queries import MinPosition
+from services.api.read_model_wait import wait_for_read_model
+from services.api.responses import JSON
+
+router = APIRouter(tags=["lineage"])
+
+NodeId = Annotated[
+    str,
+    Query(
+        min_length=1,
+        max_length=5000,
+        description="dataset:NAME@VERSION, run:RUN_ID, commit:REPOSITORY@SHA,"
+        " version:MODEL/VERSION or deployment:ID",
+    ),
+]
+
+# Has lineage applied the event at a client's min_position? Exact for model streams (named by
+# UUIDs) and runs (`run:ID`); other stream kinds (other prefixes) pass lineage by without a
+# trace, so its highest applied position is all there is to compare.
+_APPLIED = text(
+    "SELECT CASE"
+    " WHEN :stream LIKE 'run:%' THEN EXISTS ("
+    "   SELECT 1 FROM lineage_nodes WHERE node_key = :stream AND recorded)"
+    " WHEN strpos(:stream, ':') = 0 THEN coalesce(("
+    "   SELECT stream_version FROM lineage_models WHERE stream_id = :stream), 0) >= :version"
+    " ELSE coalesce((SELECT position >= :position FROM projection_progress"
+    "   WHERE projection = :projection), false)"
+    " END"
+)
+
+
+@router.get(
+    "/v1/lineage",
+    summary="A node's lineage: the nodes and edges within `depth` edges up and/or downstream",
+)
+async def lineage(
+    request: Request,
+    node: NodeId,
+    direction: Direction = "both",
+    depth: Annotated[int, Query(ge=1, le=MAX_DEPTH, description="How many edges away")] = 3,
+    min_position: MinPosition = None,
+) -> JSON:
+    registry = registry_of(request)
+    await wait_for_read_model(registry, NAME, min_position, _APPLIED)
+    async with registry.engine.connect() as conn:
+        return JSON(await graph(conn, node, direction, depth))
+
+
+@router.get(
+    "/v1/lineage/impact",
+    summary="Every version descending from a node, and which are in Production or hold an alias",
+)
+async def lineage_impact(request: Request, node: NodeId, min_position: MinPosition = None) -> JSON:
+    registry = registry_of(request)
+    await wait_for_read_model(registry, NAME, min_position, _APPLIED)
+    async with registry.engine.connect() as conn:
+        return JSON(await impact(conn, node))
