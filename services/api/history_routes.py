@@ -1,0 +1,121 @@
+"""Point-in-time history: a model's stages and aliases at any past instant, every model's holder
+of a stage at that instant, and a version's timeline. Models are found by any name they ever
+had, so a renamed model's history reads under its current name."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated
+
+from fastapi import APIRouter, HTTPException, Path, Query, Request
+
+from contracts.values import StageName
+from projections.stage_history import (
+    APPLIED,
+    NAME,
+    aliases_at,
+    history_model,
+    parse_instant,
+    stage_holders_at,
+    stages_at,
+    version_timeline,
+)
+from services.api.context import registry_of
+from services.api.queries import MinPosition
+from services.api.read_model_wait import wait_for_read_model
+from services.api.responses import JSON
+from services.domain.errors import NotFound
+from services.registry import Registry
+
+router = APIRouter(tags=["history"])
+
+AsOf = Annotated[
+    str | None,
+    Query(description="RFC 3339 instant, e.g. 2026-03-03T14:00:00Z (default: now)"),
+]
+ModelName = Annotated[str, Path(description="The model's current name, or any former one")]
+
+
+def instant(as_of: str | None) -> datetime:
+    if as_of is None:
+        return datetime.now(UTC)
+    try:
+        return parse_instant(as_of)
+    except ValueError as exc:
+        raise HTTPException(422, f"as_of: {exc}") from None
+
+
+async def _model_stream(registry: Registry, name: str) -> str:
+    stream_id = await registry.store.resolve_name(name)
+    if stream_id is None:
+        raise NotFound(f"no model was ever named {name!r}")
+    return stream_id
+
+
+async def _prepared(request: Request, name: str, min_position: int | None) -> tuple[Registry, str]:
+    registry = registry_of(request)
+    stream_id = await _model_stream(registry, name)
+    await wait_for_read_model(registry, NAME, min_position, APPLIED)
+    return registry, stream_id
+
+
+@router.get(
+    "/v1/models/{name}/stages",
+    summary='A model\'s versions in each stage at `as_of`: {"Production": ["3"], ...}',
+)
+async def model_stages(
+    request: Request, name: ModelName, as_of: AsOf = None, min_position: MinPosition = None
+) -> JSON:
+    at = instant(as_of)
+    registry, stream_id = await _prepared(request, name, min_position)
+    async with registry.engine.connect() as conn:
+        return JSON(await stages_at(conn, stream_id, at))
+
+
+@router.get(
+    "/v1/models/{name}/aliases",
+    summary='A model\'s aliases at `as_of` and the version each named: {"champion": "3"}',
+)
+async def model_aliases(
+    request: Request, name: ModelName, as_of: AsOf = None, min_position: MinPosition = None
+) -> JSON:
+    at = instant(as_of)
+    registry, stream_id = await _prepared(request, name, min_position)
+    async with registry.engine.connect() as conn:
+        return JSON(await aliases_at(conn, stream_id, at))
+
+
+@router.get(
+    "/v1/models/{name}/versions/{version}/timeline",
+    summary="A version's stages and aliases over time, each with its validity interval",
+)
+async def timeline(
+    request: Request,
+    name: ModelName,
+    version: Annotated[int, Path(ge=1)],
+    min_position: MinPosition = None,
+) -> JSON:
+    registry, stream_id = await _prepared(request, name, min_position)
+    async with registry.engine.connect() as conn:
+        entries = await version_timeline(conn, stream_id, version)
+        model = await history_model(conn, stream_id)
+    if entries is None or model is None:
+        raise NotFound(f"model {name!r} has no version {version}")
+    return JSON({"model": model["name"], "version": str(version), "timeline": entries})
+
+
+@router.get(
+    "/v1/stages/{stage}",
+    summary="Every model's versions in `stage` at `as_of`, with the time each entered it",
+)
+async def stage_holders(
+    request: Request,
+    stage: Annotated[StageName, Path(description="None, Staging, Production or Archived")],
+    as_of: AsOf = None,
+    min_position: MinPosition = None,
+) -> JSON:
+    at = instant(as_of)
+    registry = registry_of(request)
+    await wait_for_read_model(registry, NAME, min_position, APPLIED)
+    async with registry.engine.connect() as conn:
+        return JSON(await stage_holders_at(conn, stage, at))
