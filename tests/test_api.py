@@ -4,38 +4,17 @@ script against, read-your-writes, and bad input answered with a 4xx that changes
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from uuid import uuid4
 
 import httpx
 import pytest
 from sqlalchemy import text
 
-from services.api.app import create_app
 from services.registry import Registry
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
 DIGEST = "sha256:9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"
-
-
-@pytest.fixture(scope="module")
-async def app_and_client(database_url: str) -> AsyncIterator[tuple[Registry, httpx.AsyncClient]]:
-    app = create_app(database_url, query_wait_seconds=10)
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://registrar") as client:
-            yield app.state.registry, client
-
-
-@pytest.fixture
-def api(app_and_client: tuple[Registry, httpx.AsyncClient]) -> httpx.AsyncClient:
-    return app_and_client[1]
-
-
-@pytest.fixture
-def registry(app_and_client: tuple[Registry, httpx.AsyncClient]) -> Registry:
-    return app_and_client[0]
 
 
 def unique(prefix: str) -> str:

@@ -20,7 +20,6 @@ from faststream.kafka import KafkaBroker
 from contracts.codec import dumps
 from contracts.commands import DeleteModel, RegisterModel
 from contracts.topics import DEADLETTER, TRAINING_COMPLETED
-from services.api.app import create_app
 from services.command_handler import CommandMeta
 from services.domain.state import ModelState
 from services.kafka_broker import ensure_topics
@@ -68,25 +67,6 @@ def training_completed(**changes: Any) -> dict[str, Any]:
         "producer": "training-service",
     }
     return {**message, **changes}
-
-
-@pytest.fixture(scope="module")
-async def app_and_client(database_url: str) -> AsyncIterator[tuple[Registry, httpx.AsyncClient]]:
-    app = create_app(database_url, query_wait_seconds=5)
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://registrar") as client:
-            yield app.state.registry, client
-
-
-@pytest.fixture
-def api(app_and_client: tuple[Registry, httpx.AsyncClient]) -> httpx.AsyncClient:
-    return app_and_client[1]
-
-
-@pytest.fixture
-def registry(app_and_client: tuple[Registry, httpx.AsyncClient]) -> Registry:
-    return app_and_client[0]
 
 
 async def versions_of(registry: Registry, name: str) -> ModelState | None:
