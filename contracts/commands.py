@@ -5,8 +5,9 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
+from contracts.model_card import ModelCardPatch
 from contracts.values import (
     AliasName,
     DatasetRef,
@@ -132,6 +133,63 @@ class DeleteVersion(Frozen):
     version: VersionNumber
 
 
+class UpdateModelCard(Frozen):
+    """Set a version's model-card fields (those left out stay as they are)."""
+
+    type: Literal["UpdateModelCard"] = "UpdateModelCard"
+    name: ModelName
+    version: VersionNumber
+    card: ModelCardPatch
+
+
+Comment = Annotated[str, Field(max_length=10_000)]
+RequestId = Annotated[str, Field(min_length=1, max_length=64)]
+
+
+class RequestTransition(Frozen):
+    """Ask for a version to move to `stage`, or to take `alias`, under the promotion policy."""
+
+    type: Literal["RequestTransition"] = "RequestTransition"
+    name: ModelName
+    version: VersionNumber
+    stage: StageName | None = None
+    alias: AliasName | None = None
+    archive_existing: bool = False
+    comment: Comment = ""
+
+    @model_validator(mode="after")
+    def _one_target(self) -> RequestTransition:
+        if (self.stage is None) == (self.alias is None):
+            raise ValueError("name exactly one target: a stage or an alias")
+        if self.archive_existing and self.stage is None:
+            raise ValueError("archive_existing applies to a stage, not to an alias")
+        return self
+
+
+class ApproveTransition(Frozen):
+    type: Literal["ApproveTransition"] = "ApproveTransition"
+    name: ModelName
+    request_id: RequestId
+    comment: Comment = ""
+
+
+class RejectTransition(Frozen):
+    type: Literal["RejectTransition"] = "RejectTransition"
+    name: ModelName
+    request_id: RequestId
+    comment: Comment = ""
+
+
+class CancelTransition(Frozen):
+    type: Literal["CancelTransition"] = "CancelTransition"
+    name: ModelName
+    request_id: RequestId
+    comment: Comment = ""
+
+
+REQUEST_COMMANDS = (RequestTransition, ApproveTransition, RejectTransition, CancelTransition)
+
+
 Command = Annotated[
     RegisterModel
     | UpdateModelDescription
@@ -147,6 +205,11 @@ Command = Annotated[
     | TransitionStage
     | SetAlias
     | DeleteAlias
-    | DeleteVersion,
+    | DeleteVersion
+    | UpdateModelCard
+    | RequestTransition
+    | ApproveTransition
+    | RejectTransition
+    | CancelTransition,
     Field(discriminator="type"),
 ]

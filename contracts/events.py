@@ -4,15 +4,18 @@ envelope (contracts.envelope) adds identity, order, time, actor and the hash cha
 from __future__ import annotations
 
 from typing import Annotated, Literal, get_args
+from uuid import UUID
 
 from pydantic import Field, TypeAdapter
 
+from contracts.policies import TransitionAuthorization
 from contracts.values import (
     DatasetRef,
     Frozen,
     Metrics,
     Params,
     ParentRef,
+    Role,
     Stage,
 )
 
@@ -102,6 +105,8 @@ class StageChanged(Frozen):
     to_stage: Stage
     reason: Literal["requested", "archived_by"] = "requested"
     archived_by_version: int | None = None
+    authorization: TransitionAuthorization | None = None
+    """For a move under a promotion policy: what allowed it (request, policy, gates, approvals)."""
 
 
 class AliasSet(Frozen):
@@ -109,6 +114,8 @@ class AliasSet(Frozen):
     alias: str
     version: int
     previous_version: int | None = None
+    authorization: TransitionAuthorization | None = None
+    """For a protected alias: what allowed the move (request, policy, gates, approvals)."""
 
 
 class AliasDeleted(Frozen):
@@ -120,6 +127,59 @@ class AliasDeleted(Frozen):
 class VersionDeleted(Frozen):
     type: Literal["VersionDeleted"] = "VersionDeleted"
     version: int
+
+
+class ModelCardUpdated(Frozen):
+    """Model-card fields of a version were set (those named; "" means cleared)."""
+
+    type: Literal["ModelCardUpdated"] = "ModelCardUpdated"
+    version: int
+    card: dict[str, str]
+
+
+class TransitionRequested(Frozen):
+    """Someone asked for a version to move to `stage` or take `alias`; the request is pending
+    until the policy's approvals and gates are met (then the move applies in the same decision)."""
+
+    type: Literal["TransitionRequested"] = "TransitionRequested"
+    request_id: str
+    version: int
+    stage: Stage | None = None
+    alias: str | None = None
+    archive_existing: bool = False
+    requested_by: str
+    comment: str = ""
+
+
+class TransitionApproved(Frozen):
+    type: Literal["TransitionApproved"] = "TransitionApproved"
+    request_id: str
+    by: str
+    comment: str = ""
+
+
+class TransitionRejected(Frozen):
+    type: Literal["TransitionRejected"] = "TransitionRejected"
+    request_id: str
+    by: str
+    comment: str = ""
+
+
+class TransitionCancelled(Frozen):
+    type: Literal["TransitionCancelled"] = "TransitionCancelled"
+    request_id: str
+    by: str
+    comment: str = ""
+
+
+class TransitionRequestStale(Frozen):
+    """The version changed in a way gates read (metrics, model card): approvals given before no
+    longer count, and the request needs approving again."""
+
+    type: Literal["TransitionRequestStale"] = "TransitionRequestStale"
+    request_id: str
+    reason: str
+    dropped: list[str] = Field(description="Who had approved: their approvals no longer count")
 
 
 Event = Annotated[
@@ -137,7 +197,13 @@ Event = Annotated[
     | StageChanged
     | AliasSet
     | AliasDeleted
-    | VersionDeleted,
+    | VersionDeleted
+    | ModelCardUpdated
+    | TransitionRequested
+    | TransitionApproved
+    | TransitionRejected
+    | TransitionCancelled
+    | TransitionRequestStale,
     Field(discriminator="type"),
 ]
 
@@ -156,4 +222,80 @@ def event_from_payload(event_type: str, payload: dict[str, object]) -> Event:
     cls = EVENT_TYPES.get(event_type)
     if cls is None:
         raise ValueError(f"unknown event type {event_type!r}")
+    return cls.model_validate({"type": event_type, **payload})  # type: ignore[return-value]
+
+
+# Access control: each user's tokens and ownership grants live in the stream `access:<user>`,
+# refused attempts in new streams of their own (`refusal:<uuid7>`), so refusals never contend.
+# They are not model-stream events, so not in `Event` / EVENT_TYPES, which the model projections
+# read as "this envelope belongs to a model stream".
+
+
+class TokenIssued(Frozen):
+    type: Literal["TokenIssued"] = "TokenIssued"
+    token_id: UUID
+    user: str
+    role: Role
+    label: str = ""
+    token_hash: str = Field(description="sha256 of the token, hex: the token itself is never kept")
+
+
+class TokenRevoked(Frozen):
+    type: Literal["TokenRevoked"] = "TokenRevoked"
+    token_id: UUID
+    user: str
+    reason: str = ""
+
+
+class OwnershipGranted(Frozen):
+    type: Literal["OwnershipGranted"] = "OwnershipGranted"
+    user: str
+    model_id: str = Field(description="The model's stream id: ownership survives a rename")
+    model_name: str
+
+
+class OwnershipRevoked(Frozen):
+    type: Literal["OwnershipRevoked"] = "OwnershipRevoked"
+    user: str
+    model_id: str
+    model_name: str
+
+
+class AccessRefused(Frozen):
+    type: Literal["AccessRefused"] = "AccessRefused"
+    actor: str = Field(description='The authenticated user, or "anonymous"')
+    action: str
+    reason: str
+    method: str
+    path: str
+    status: Literal[401, 403]
+    model: str = ""
+
+
+class AccessRefusalsDropped(Frozen):
+    """Refusals came faster than they could be recorded: `count` of them were only counted."""
+
+    type: Literal["AccessRefusalsDropped"] = "AccessRefusalsDropped"
+    count: int
+
+
+AccessEvent = Annotated[
+    TokenIssued
+    | TokenRevoked
+    | OwnershipGranted
+    | OwnershipRevoked
+    | AccessRefused
+    | AccessRefusalsDropped,
+    Field(discriminator="type"),
+]
+
+ACCESS_EVENT_TYPES: dict[str, type[Frozen]] = {
+    cls.model_fields["type"].default: cls for cls in get_args(get_args(AccessEvent)[0])
+}
+
+
+def access_event_from_payload(event_type: str, payload: dict[str, object]) -> AccessEvent:
+    cls = ACCESS_EVENT_TYPES.get(event_type)
+    if cls is None:
+        raise ValueError(f"unknown access event type {event_type!r}")
     return cls.model_validate({"type": event_type, **payload})  # type: ignore[return-value]

@@ -13,7 +13,7 @@ from contracts.values import Frozen, Stage
 
 
 class Approval(Frozen):
-    """Someone who approved the transition (empty until approvals exist)."""
+    """Someone whose approval counted toward the transition (under a promotion policy)."""
 
     actor: str
     at: datetime

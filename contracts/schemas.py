@@ -11,22 +11,25 @@ from contracts.codec import canonical
 from contracts.command_messages import CommandMessage, CommandResult
 from contracts.commands import Command
 from contracts.envelope import Envelope
-from contracts.events import Event
+from contracts.events import AccessEvent, Event
 from contracts.integration import Promotion
+from contracts.policies import PolicyApplied
 from contracts.training import TrainingCompleted
 
 
 def contract_models() -> dict[str, type[BaseModel]]:
     """Every exported contract, by name: the envelope, each command and each event payload, and
-    the messages exchanged with other teams' services (training runs, promotions, commands)."""
+    the messages exchanged with other teams' services (training runs, promotions, commands), and
+    the events of the access and policy streams."""
     models: dict[str, type[BaseModel]] = {
         "Envelope": Envelope,
         "TrainingCompleted": TrainingCompleted,
         "Promotion": Promotion,
         "CommandMessage": CommandMessage,
         "CommandResult": CommandResult,
+        "PolicyApplied": PolicyApplied,
     }
-    for union in (Command, Event):
+    for union in (Command, Event, AccessEvent):
         for cls in get_args(get_args(union)[0]):
             models[cls.__name__] = cls
     return models

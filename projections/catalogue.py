@@ -9,12 +9,20 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from projections.approvals import ApprovalsProjection
+from projections.audit_trail import AuditTrailProjection
 from projections.current_state import CurrentStateProjection
+from projections.lineage import LineageProjection
+from projections.stage_history import StageHistoryProjection
 from services.event_store import PostgresEventStore
 from services.projector import Projection
 
 READ_MODELS: dict[str, Callable[[PostgresEventStore], Projection]] = {
     CurrentStateProjection.name: CurrentStateProjection,
+    ApprovalsProjection.name: ApprovalsProjection,
+    LineageProjection.name: LineageProjection,
+    AuditTrailProjection.name: AuditTrailProjection,
+    StageHistoryProjection.name: StageHistoryProjection,
 }
 """Name → factory. Add a read model here and every runner picks it up."""
 

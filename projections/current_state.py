@@ -7,18 +7,19 @@ stream version in the same transaction, so a redelivered event is skipped.
 
 from __future__ import annotations
 
-import base64
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from contracts.codec import dumps, loads
+from contracts.codec import dumps
 from contracts.envelope import Envelope
 from contracts.events import EVENT_TYPES
+from projections.paging import keyset_page
 from services.domain.state import ModelState, VersionState, fold
 from services.event_store import PostgresEventStore
+from services.mlflow_search import Clause, SortKey
 from services.stream_states import StreamStates
 
 NAME = "current_state"
@@ -56,41 +57,85 @@ def version_view(state: ModelState, version: VersionState) -> dict[str, Any]:
         "datasets": [d.model_dump() for d in version.datasets],
         "parents": [p.model_dump() for p in version.parents],
         "description": version.description,
+        "model_card": version.card,
         "created_at": version.created_at,
         "updated_at": version.updated_at,
         "deleted": version.deleted or state.deleted,
     }
 
 
-_UPSERT_MODEL = text(
-    """
-    INSERT INTO cs_models (stream_id, name, description, tags, aliases, latest_version,
-                           created_at, updated_at, deleted, stream_version)
-    VALUES (:stream_id, :name, :description, CAST(:tags AS jsonb), CAST(:aliases AS jsonb),
-            :latest_version, :created_at, :updated_at, :deleted, :stream_version)
-    ON CONFLICT (stream_id) DO UPDATE SET
-        name = excluded.name, description = excluded.description, tags = excluded.tags,
-        aliases = excluded.aliases, latest_version = excluded.latest_version,
-        updated_at = excluded.updated_at, deleted = excluded.deleted,
-        stream_version = excluded.stream_version
-    """
+# One statement per table and batch, the rows as column arrays (asyncpg encodes each array once):
+# a rebuild writes hundreds of thousands of rows, and a statement per row cost most of its time.
+_MODEL_COLUMNS_IN = {
+    "stream_id": "text",
+    "name": "text",
+    "description": "text",
+    "tags": "jsonb",
+    "aliases": "jsonb",
+    "latest_version": "int",
+    "created_at": "timestamptz",
+    "updated_at": "timestamptz",
+    "deleted": "bool",
+    "stream_version": "int",
+}
+_VERSION_COLUMNS_IN = {
+    "stream_id": "text",
+    "version": "int",
+    "model_name": "text",
+    "source": "text",
+    "run_id": "text",
+    "digest": "text",
+    "size": "bigint",
+    "stage": "text",
+    "aliases": "text[]",
+    "tags": "jsonb",
+    "metrics": "jsonb",
+    "params": "jsonb",
+    "datasets": "jsonb",
+    "parents": "jsonb",
+    "description": "text",
+    "model_card": "jsonb",
+    "created_at": "timestamptz",
+    "updated_at": "timestamptz",
+    "deleted": "bool",
+}
+
+
+def _upsert_from_arrays(table: str, columns: dict[str, str], key: str, updated: str) -> str:
+    """INSERT ... SELECT FROM unnest($1::t1[], $2::t2[], ...) ON CONFLICT (key) DO UPDATE SET
+    updated. jsonb and text[] columns come as text[] (unnest would flatten an array of arrays):
+    JSON text, cast per row."""
+    arrays, values = [], []
+    for i, (column, kind) in enumerate(columns.items(), start=1):
+        arrays.append(f"${i}::{'text' if kind in ('jsonb', 'text[]') else kind}[]")
+        if kind == "jsonb":
+            values.append(f"CAST({column} AS jsonb)")
+        elif kind == "text[]":
+            values.append(f"ARRAY(SELECT jsonb_array_elements_text(CAST({column} AS jsonb)))")
+        else:
+            values.append(column)
+    names = ", ".join(columns)
+    return (
+        f"INSERT INTO {table} ({names}) SELECT {', '.join(values)}"
+        f" FROM unnest({', '.join(arrays)}) AS r({names})"
+        f" ON CONFLICT ({key}) DO UPDATE SET "
+        + ", ".join(f"{c} = excluded.{c}" for c in updated.split())
+    )
+
+
+_UPSERT_MODELS = _upsert_from_arrays(
+    "cs_models",
+    _MODEL_COLUMNS_IN,
+    "stream_id",
+    "name description tags aliases latest_version updated_at deleted stream_version",
 )
-_UPSERT_VERSION = text(
-    """
-    INSERT INTO cs_versions (stream_id, version, model_name, source, run_id, digest, size, stage,
-                             aliases, tags, metrics, params, datasets, parents, description,
-                             created_at, updated_at, deleted)
-    VALUES (:stream_id, :version, :model, :source, :run_id, :digest, :size, :stage,
-            :aliases, CAST(:tags AS jsonb), CAST(:metrics AS jsonb), CAST(:params AS jsonb),
-            CAST(:datasets AS jsonb), CAST(:parents AS jsonb), :description,
-            :created_at, :updated_at, :deleted)
-    ON CONFLICT (stream_id, version) DO UPDATE SET
-        model_name = excluded.model_name, stage = excluded.stage, aliases = excluded.aliases,
-        tags = excluded.tags, metrics = excluded.metrics, description = excluded.description,
-        updated_at = excluded.updated_at, deleted = excluded.deleted
-    """
+_UPSERT_VERSIONS = _upsert_from_arrays(
+    "cs_versions",
+    _VERSION_COLUMNS_IN,
+    "stream_id, version",
+    "model_name stage aliases tags metrics description model_card updated_at deleted",
 )
-_JSON_COLUMNS = ("tags", "metrics", "params", "datasets", "parents")
+_JSON_COLUMNS = ("tags", "metrics", "params", "datasets", "parents", "model_card")
 
 
 def _changed_versions(before: ModelState | None, after: ModelState) -> list[int]:
@@ -149,10 +194,12 @@ class CurrentStateProjection:
                 for n in _changed_versions(before, after)
             )
             self.states.remember(stream_id, new_version, after)
+        driver = (await conn.get_raw_connection()).driver_connection
+        assert driver is not None
         if model_rows:
-            await conn.execute(_UPSERT_MODEL, model_rows)
+            await driver.execute(_UPSERT_MODELS, *_as_columns(model_rows, _MODEL_COLUMNS_IN))
         if version_rows:
-            await conn.execute(_UPSERT_VERSION, version_rows)
+            await driver.execute(_UPSERT_VERSIONS, *_as_columns(version_rows, _VERSION_COLUMNS_IN))
 
     def forget(self) -> None:
         """Drop the in-memory states (after a rolled back transaction they may be ahead)."""
@@ -174,9 +221,14 @@ class CurrentStateProjection:
     def _version_row(stream_id: str, state: ModelState, version: VersionState) -> dict[str, Any]:
         row = version_view(state, version)
         row["stream_id"] = stream_id
-        for column in _JSON_COLUMNS:
+        row["model_name"] = row["model"]
+        for column in (*_JSON_COLUMNS, "aliases"):
             row[column] = dumps(row[column]).decode()
         return row
+
+
+def _as_columns(rows: list[dict[str, Any]], columns: dict[str, str]) -> list[list[Any]]:
+    return [[row[column] for row in rows] for column in columns]
 
 
 def _has_gap(events: list[Envelope]) -> bool:
@@ -185,24 +237,6 @@ def _has_gap(events: list[Envelope]) -> bool:
 
 
 # Queries -----------------------------------------------------------------------------------------
-
-
-class BadPageToken(ValueError):
-    pass
-
-
-def encode_page_token(key: Iterable[Any]) -> str:
-    return base64.urlsafe_b64encode(dumps(list(key))).decode().rstrip("=")
-
-
-def decode_page_token(token: str, arity: int) -> list[Any]:
-    try:
-        key = loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
-    except Exception:
-        key = None
-    if not isinstance(key, list) or len(key) != arity:
-        raise BadPageToken("page_token is not one this API issued; use next_page_token as given")
-    return key
 
 
 def glob_to_like(pattern: str) -> str:
@@ -220,35 +254,8 @@ _MODEL_COLUMNS = (
 _VERSION_COLUMNS = (
     "model_name AS model, version, source, run_id, digest, size, stage,"
     " array(SELECT unnest(aliases) ORDER BY 1) AS aliases, tags, metrics, params, datasets,"
-    " parents, description, created_at, updated_at, deleted"
+    " parents, description, model_card, created_at, updated_at, deleted"
 )
-
-
-async def _page(
-    conn: AsyncConnection,
-    select: str,
-    where: list[str],
-    params: dict[str, Any],
-    sort_key: dict[str, str],
-    page_size: int,
-    page_token: str | None,
-) -> tuple[list[dict[str, Any]], str | None]:
-    """One page of `select ... WHERE where`, by keyset on `sort_key` (table column → its key in
-    the row): the token holds the last row's sort key, so pages never repeat or skip a row."""
-    columns = ", ".join(sort_key)
-    if page_token:
-        after = decode_page_token(page_token, len(sort_key))
-        placeholders = ", ".join(f":after_{i}" for i in range(len(sort_key)))
-        where = [*where, f"({columns}) > ({placeholders})"]
-        params = {**params, **{f"after_{i}": value for i, value in enumerate(after)}}
-    condition = " AND ".join(where) or "true"
-    sql = f"{select} WHERE {condition} ORDER BY {columns} LIMIT :limit"
-    rows = (await conn.execute(text(sql), {**params, "limit": page_size + 1})).all()
-    page = [dict(row._mapping) for row in rows[:page_size]]
-    if len(rows) <= page_size:
-        return page, None
-    last = page[-1]
-    return page, encode_page_token(last[key] for key in sort_key.values())
 
 
 async def list_models(
@@ -273,7 +280,7 @@ async def list_models(
         where.append("NOT deleted")
     select = f"SELECT {_MODEL_COLUMNS} FROM cs_models"
     sort_key = {"name": "name"}
-    return await _page(conn, select, where, params, sort_key, page_size, page_token)
+    return await keyset_page(conn, select, where, params, sort_key, page_size, page_token)
 
 
 async def list_versions(
@@ -305,4 +312,129 @@ async def list_versions(
         where.append("NOT deleted")
     select = f"SELECT {_VERSION_COLUMNS} FROM cs_versions"
     sort_key = {"model_name": "model", "version": "version"}
-    return await _page(conn, select, where, params, sort_key, page_size, page_token)
+    return await keyset_page(conn, select, where, params, sort_key, page_size, page_token)
+
+
+# MLflow searches: filters parsed by services.mlflow_search, translated onto these tables ---------
+
+_MICROS = "floor(extract(epoch FROM {column}) * 1000000)::bigint"
+"""A timestamp as whole microseconds: a sort key that survives a JSON page token exactly."""
+_TIME_KEYS = (
+    f", {_MICROS.format(column='updated_at')} AS updated_us,"
+    f" {_MICROS.format(column='created_at')} AS created_us"
+)
+_TIME_SORTS = {
+    "timestamp": (_MICROS.format(column="updated_at"), "updated_us"),
+    "last_updated_timestamp": (_MICROS.format(column="updated_at"), "updated_us"),
+    "creation_timestamp": (_MICROS.format(column="created_at"), "created_us"),
+}
+_MLFLOW_MODEL_SORTS = {"name": ("name", "name"), **_TIME_SORTS}
+_MLFLOW_VERSION_SORTS = {
+    "name": ("model_name", "model"),
+    "version_number": ("version", "version"),
+    **_TIME_SORTS,
+}
+
+
+def _mlflow_conditions(
+    clauses: Sequence[Clause], columns: dict[str, str]
+) -> tuple[list[str], dict[str, Any]]:
+    where: list[str] = []
+    params: dict[str, Any] = {}
+    for i, clause in enumerate(clauses):
+        if clause.kind == "tag":
+            subject = f"(tags ->> :key_{i})"
+            params[f"key_{i}"] = clause.key
+        else:
+            subject = columns[clause.key]
+        if isinstance(clause.value, tuple):  # IN, NOT IN
+            negated = "NOT " if clause.comparator == "NOT IN" else ""
+            condition = f"{negated}({subject} = ANY(:value_{i}))"
+            params[f"value_{i}"] = list(clause.value)
+        else:
+            operator = "<>" if clause.comparator == "!=" else clause.comparator
+            condition = f"{subject} {operator} :value_{i}"
+            params[f"value_{i}"] = clause.value
+        if clause.matches_missing_tag():
+            condition = f"coalesce({condition}, true)"  # a missing tag compares as NULL
+        where.append(condition)
+    return where, params
+
+
+def _mlflow_sort(
+    order: Sequence[SortKey],
+    sorts: dict[str, tuple[str, str]],
+    tie_breakers: Sequence[SortKey],
+) -> tuple[dict[str, str], frozenset[str]]:
+    sort_key: dict[str, str] = {}
+    descending: set[str] = set()
+    for key in [*order, *tie_breakers]:
+        column, row_key = sorts[key.key]
+        if column in sort_key:
+            continue
+        sort_key[column] = row_key
+        if not key.ascending:
+            descending.add(column)
+    return sort_key, frozenset(descending)
+
+
+async def models_matching(
+    conn: AsyncConnection,
+    clauses: Sequence[Clause],
+    order: Sequence[SortKey],
+    page_size: int,
+    page_token: str | None,
+) -> tuple[list[dict[str, Any]], str | None]:
+    """Live models matching an MLflow filter, in MLflow's order (`order`, then name); one page."""
+    where, params = _mlflow_conditions(clauses, {"name": "name"})
+    sort_key, descending = _mlflow_sort(order, _MLFLOW_MODEL_SORTS, [SortKey("name", True)])
+    select = f"SELECT {_MODEL_COLUMNS}{_TIME_KEYS} FROM cs_models"
+    where.append("NOT deleted")
+    return await keyset_page(
+        conn, select, where, params, sort_key, page_size, page_token, descending
+    )
+
+
+async def versions_matching(
+    conn: AsyncConnection,
+    clauses: Sequence[Clause],
+    order: Sequence[SortKey],
+    page_size: int,
+    page_token: str | None,
+) -> tuple[list[dict[str, Any]], str | None]:
+    """Live versions matching an MLflow filter, in MLflow's order (`order`, else the newest
+    update first; then name, then version downwards); one page."""
+    columns = {
+        "name": "model_name",
+        "run_id": "run_id",
+        "source_path": "source",
+        "version_number": "version",
+    }
+    where, params = _mlflow_conditions(clauses, columns)
+    order = order or [SortKey("last_updated_timestamp", False)]
+    tie_breakers = [SortKey("name", True), SortKey("version_number", False)]
+    sort_key, descending = _mlflow_sort(order, _MLFLOW_VERSION_SORTS, tie_breakers)
+    select = f"SELECT {_VERSION_COLUMNS}{_TIME_KEYS} FROM cs_versions"
+    where.append("NOT deleted")
+    return await keyset_page(
+        conn, select, where, params, sort_key, page_size, page_token, descending
+    )
+
+
+async def latest_versions_per_stage(
+    conn: AsyncConnection, stream_ids: Sequence[str]
+) -> dict[str, list[dict[str, Any]]]:
+    """For each model stream, its highest live version in each stage."""
+    rows = await conn.execute(
+        text(
+            f"SELECT DISTINCT ON (stream_id, stage) stream_id, {_VERSION_COLUMNS} FROM cs_versions"
+            " WHERE stream_id = ANY(:ids) AND NOT deleted"
+            " ORDER BY stream_id, stage, version DESC"
+        ),
+        {"ids": list(stream_ids)},
+    )
+    latest: dict[str, list[dict[str, Any]]] = {}
+    for row in rows:
+        view = dict(row._mapping)
+        latest.setdefault(view.pop("stream_id"), []).append(view)
+    return latest

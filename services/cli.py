@@ -9,18 +9,29 @@ import logging
 import sys
 from collections.abc import Coroutine
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
+from services.access.token_commands import add_token_commands
+from services.policy_commands import add_policy_commands
 from services.runtime import PROJECTIONS, Roles
 from services.settings import Settings
 
 
-def _run_roles(settings: Settings, roles: Roles, command: str, host: str, port: int) -> int:
+def _run_roles(
+    settings: Settings, roles: Roles, command: str, host: str, port: int, auth: bool = False
+) -> int:
     """Run `roles` in this process. `up` brings its own PostgreSQL and Kafka when none is
     configured; every other command runs against the configured ones."""
+    from services.access.mode import auth_mode
     from services.database import resolve_database
     from services.kafka_broker import resolve_broker
     from services.runtime import Process, run
+
+    try:
+        mode = auth_mode(settings.auth, auth, host)
+    except ValueError as error:
+        print(f"registrar {command}: {error}", file=sys.stderr)
+        return 2
 
     standalone = command == "up"
     needs_kafka = roles.relay or bool(roles.projections) or roles.ingest
@@ -68,6 +79,8 @@ def _run_roles(settings: Settings, roles: Roles, command: str, host: str, port: 
         ]
         parts += [f"projector {name}" for name in roles.projections]
         print(f"Running: {', '.join(parts)}. Database: {database}. Bus: {bus}.")
+        if roles.api:
+            print(mode.announcement())
         print("Ctrl-C stops it.", flush=True)
 
     _tune_garbage_collector()
@@ -80,6 +93,7 @@ def _run_roles(settings: Settings, roles: Roles, command: str, host: str, port: 
                 host=host,
                 port=port,
                 query_wait_seconds=settings.query_wait_seconds,
+                auth_required=mode.required,
                 on_started=announce,
             )
         )
@@ -114,6 +128,22 @@ def _run_event_loop(main: Coroutine[Any, Any, None]) -> None:
         uvloop.run(main)
 
 
+def _token(settings: Settings, args: argparse.Namespace) -> int:
+    from services.access.token_commands import run_token_command
+    from services.database import resolve_database
+
+    url, _server = resolve_database(settings.database_url, settings.home)
+    return run_token_command(url, args)
+
+
+def _policy(settings: Settings, args: argparse.Namespace) -> int:
+    from services.database import resolve_database
+    from services.policy_commands import run_policy_command
+
+    url, _server = resolve_database(settings.database_url, settings.home)
+    return run_policy_command(url, args)
+
+
 def _migrate(settings: Settings) -> int:
     from services.database import create_engine, resolve_database
     from services.schema_migrations import migrate
@@ -132,7 +162,58 @@ def _migrate(settings: Settings) -> int:
     return 0
 
 
+def _audit_export(settings: Settings, args: argparse.Namespace) -> int:
+    """Stream the audit trail's matching rows, chunk by chunk, to --output or stdout."""
+    from projections.audit_trail import AuditFilter, exported, resolved
+    from services.database import create_engine, resolve_database
+    from services.event_store import PostgresEventStore
+
+    try:
+        chosen = AuditFilter(
+            actor=args.actor,
+            model=args.model,
+            version=args.version,
+            actions=tuple(args.action or ()),
+            since=args.since,
+            until=args.until,
+        )
+    except ValueError as refused:
+        print(f"registrar audit export: {refused}", file=sys.stderr)
+        return 2
+    url, _server = resolve_database(settings.database_url, settings.home)
+
+    async def run() -> int:
+        engine = create_engine(url, pool_size=2)
+        output = sys.stdout.buffer if args.output is None else args.output.open("wb")
+        lines = 0
+        try:
+            audit_filter = await resolved(chosen, PostgresEventStore(engine))
+            async for line in exported(engine, audit_filter, args.format):
+                output.write(line)
+                lines += 1
+        finally:
+            if args.output is not None:
+                output.close()
+            await engine.dispose()
+        rows = lines - (args.format == "csv")  # the CSV header is not a row
+        print(f"wrote {rows} rows to {args.output or 'stdout'}", file=sys.stderr)
+        return 0
+
+    return asyncio.run(run())
+
+
+def _instant_argument(value: str) -> Any:
+    from projections.stage_history import parse_instant
+
+    try:
+        return parse_instant(value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def _audit(settings: Settings, args: argparse.Namespace) -> int:
+    if args.audit_command == "export":
+        return _audit_export(settings, args)
     from contracts.codec import dumps, loads
     from services.chain_verification import heads_from_json, heads_to_json, verify_chains
     from services.database import create_engine, resolve_database
@@ -165,6 +246,87 @@ def _audit(settings: Settings, args: argparse.Namespace) -> int:
     return asyncio.run(run())
 
 
+def _lineage(settings: Settings, args: argparse.Namespace) -> int:
+    """Print a node's lineage graph, read from the API at --url or straight from the database."""
+    import httpx
+
+    from projections.lineage import graph
+    from projections.lineage_render import render
+    from services.database import create_engine, resolve_database
+    from services.domain.errors import DomainError
+
+    if args.url:
+        query = {"node": args.node, "direction": args.direction, "depth": args.depth}
+        try:
+            response = httpx.get(f"{args.url.rstrip('/')}/v1/lineage", params=query, timeout=60)
+        except httpx.HTTPError as failed:
+            print(f"cannot reach {args.url}: {failed}", file=sys.stderr)
+            return 1
+        if response.status_code != 200:
+            print(response.json()["error"]["message"], file=sys.stderr)
+            return 1
+        drawn = response.json()
+    else:
+        url, _server = resolve_database(settings.database_url, settings.home)
+
+        async def read() -> dict[str, Any]:
+            engine = create_engine(url, pool_size=1)
+            try:
+                async with engine.connect() as conn:
+                    return await graph(conn, args.node, args.direction, args.depth)
+            finally:
+                await engine.dispose()
+
+        try:
+            drawn = asyncio.run(read())
+        except DomainError as refused:
+            print(refused.message, file=sys.stderr)
+            return 1
+    sys.stdout.write(render(drawn, args.format))
+    return 0
+
+
+def _replay(settings: Settings, args: argparse.Namespace) -> int:
+    """Rebuild read models one after another, each swapped in once caught up."""
+    from projections.catalogue import READ_MODELS, read_model
+    from services.database import create_engine, resolve_database
+    from services.event_store import PostgresEventStore
+    from services.replay import ProgressBar, ReplayBusy, replay
+
+    url, _server = resolve_database(settings.database_url, settings.home)
+    # A rebuild holds a batch of events and every model's state: at the default threshold the
+    # collector walked them all over and over, a fifth of the CPU (bench/rebuild.py).
+    _tune_garbage_collector()
+
+    async def run() -> int:
+        engine = create_engine(url, pool_size=4)
+        store = PostgresEventStore(engine)
+        try:
+            for name in args.projection or READ_MODELS:
+                bar = ProgressBar(f"replay {name}")
+                try:
+                    result = await replay(
+                        store,
+                        read_model(name, store),
+                        batch_size=args.batch_size,
+                        restart=args.restart,
+                        progress=bar,
+                    )
+                except (ReplayBusy, TimeoutError, ValueError) as refused:
+                    print(f"registrar replay {name}: {refused}", file=sys.stderr)
+                    return 1
+                bar.finish(result)
+        finally:
+            await engine.dispose()
+        return 0
+
+    try:
+        return asyncio.run(run())
+    except KeyboardInterrupt:
+        print("\nreplay interrupted: run it again to resume", file=sys.stderr)
+        return 130
+
+
 def _write_asyncapi(path: Path) -> int:
     from importlib.metadata import version
 
@@ -189,6 +351,9 @@ def _export_contracts(directory: Path) -> int:
 
 
 def parser() -> argparse.ArgumentParser:
+    from projections.lineage import MAX_DEPTH, Direction
+    from projections.lineage_render import FORMATS
+
     root = argparse.ArgumentParser(
         prog="registrar", description="An event-sourced ML model registry"
     )
@@ -208,6 +373,11 @@ def parser() -> argparse.ArgumentParser:
     for sub in (up, serve):
         sub.add_argument("--host", default=None, help="address to listen on (default 127.0.0.1)")
         sub.add_argument("--port", type=int, default=None, help="port (default 8080; 0 = any free)")
+        sub.add_argument(
+            "--auth",
+            action="store_true",
+            help="require bearer tokens on loopback too (always required beyond loopback)",
+        )
     commands.add_parser("relay", help="publish the store's events to registry.events")
     project = commands.add_parser("project", help="run projector services from registry.events")
     project.add_argument(
@@ -221,7 +391,11 @@ def parser() -> argparse.ArgumentParser:
         "ingest", help="consume training.completed and registry.commands into the registry"
     )
     commands.add_parser("migrate", help="apply the database schema migrations")
-    audit = commands.add_parser("audit", help="tamper evidence: verify the hash chains")
+    add_token_commands(commands)
+    add_policy_commands(commands)
+    audit = commands.add_parser(
+        "audit", help="the audit trail: export it; tamper evidence: verify the hash chains"
+    )
     audit_commands = audit.add_subparsers(dest="audit_command", required=True)
     verify = audit_commands.add_parser(
         "verify", help="recompute every stream's hash chain; exit 1 naming each broken link"
@@ -233,6 +407,63 @@ def parser() -> argparse.ArgumentParser:
         "heads", help="export every stream's head (version, hash) to anchor elsewhere"
     )
     heads.add_argument("file", type=Path)
+    export_audit = audit_commands.add_parser(
+        "export",
+        help="stream the audit trail (every event and refused attempt) as JSONL or CSV",
+    )
+    export_audit.add_argument("--format", choices=("jsonl", "csv"), default="jsonl")
+    export_audit.add_argument("--actor", help="only this actor's events")
+    export_audit.add_argument("--model", help="only this model's (by any name it ever had)")
+    export_audit.add_argument("--version", type=int, help="only events about this version")
+    export_audit.add_argument(
+        "--action", action="append", help="only this event type; repeat for more"
+    )
+    export_audit.add_argument(
+        "--since", type=_instant_argument, help="RFC 3339: recorded at or after"
+    )
+    export_audit.add_argument("--until", type=_instant_argument, help="RFC 3339: recorded before")
+    export_audit.add_argument("--output", type=Path, help="write here rather than to stdout")
+    lineage = commands.add_parser(
+        "lineage",
+        help="draw a node's lineage (dataset:N@V, run:ID, commit:REPO@SHA, version:MODEL/N) as"
+        " JSON, Mermaid or DOT, from the database or, with --url, from a running API",
+    )
+    lineage.add_argument("node", help="e.g. dataset:clicks@v3 or version:churn/2")
+    lineage.add_argument("--format", choices=FORMATS, default="json")
+    lineage.add_argument("--direction", choices=get_args(Direction), default="both")
+    lineage.add_argument(
+        "--depth",
+        type=int,
+        choices=range(1, MAX_DEPTH + 1),
+        default=3,
+        metavar=f"1..{MAX_DEPTH}",
+        help="how many edges away (default 3)",
+    )
+    lineage.add_argument("--url", help="a running Registrar API, e.g. http://localhost:8080")
+    from projections.catalogue import READ_MODELS
+
+    replay = commands.add_parser(
+        "replay",
+        help="rebuild read models from the event store into fresh tables, swapped in once caught"
+        " up (queries keep reading the old ones meanwhile); an interrupted replay resumes",
+    )
+    replay.add_argument(
+        "--projection",
+        action="append",
+        choices=list(READ_MODELS),
+        metavar="NAME",
+        help=f"which read model ({', '.join(READ_MODELS)}); repeatable; all when none is named",
+    )
+    replay.add_argument(
+        "--batch-size",
+        type=int,
+        default=100_000,
+        help="events per transaction (default 100000: about 1 GB of memory for 10,000 models;"
+        " smaller batches use less and run slower)",
+    )
+    replay.add_argument(
+        "--restart", action="store_true", help="drop a half-built copy instead of resuming it"
+    )
     asyncapi = commands.add_parser(
         "asyncapi", help="write the AsyncAPI document of every topic (JSON, or YAML for .yaml)"
     )
@@ -261,11 +492,19 @@ def main(argv: list[str] | None = None) -> int:
     if roles is not None:
         host = getattr(args, "host", None) or settings.host
         port = settings.port if getattr(args, "port", None) is None else args.port
-        return _run_roles(settings, roles, args.command, host, port)
+        return _run_roles(settings, roles, args.command, host, port, getattr(args, "auth", False))
     if args.command == "migrate":
         return _migrate(settings)
+    if args.command == "token":
+        return _token(settings, args)
+    if args.command == "policy":
+        return _policy(settings, args)
     if args.command == "audit":
         return _audit(settings, args)
+    if args.command == "lineage":
+        return _lineage(settings, args)
+    if args.command == "replay":
+        return _replay(settings, args)
     if args.command == "asyncapi":
         return _write_asyncapi(args.file)
     if args.command == "contracts":

@@ -13,13 +13,23 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from uuid import UUID
 
-from contracts.commands import Command, RegisterModel, RegisterVersion, RenameModel
+from contracts.commands import (
+    REQUEST_COMMANDS,
+    Command,
+    RegisterModel,
+    RegisterVersion,
+    RenameModel,
+    SetAlias,
+    TransitionStage,
+)
 from contracts.envelope import GENESIS_HASH, Envelope
 from contracts.events import SCHEMA_VERSION, Event, ModelRegistered, ModelRenamed
 from contracts.identifiers import derived_event_id, uuid7
 from contracts.values import Role
+from services.domain.approvals import DecisionContext, refuse_if_held
 from services.domain.decider import decide
 from services.domain.errors import Conflict, DomainError, Invalid
+from services.domain.policies import NO_POLICIES
 from services.domain.state import (
     STATE_SCHEMA,
     ModelState,
@@ -36,6 +46,7 @@ from services.event_store import (
     Snapshot,
     StreamHead,
 )
+from services.promotion_policies import PromotionPolicies
 
 log = logging.getLogger("registrar.commands")
 
@@ -151,6 +162,8 @@ class CommandHandler:
         self._stream_of_name: dict[str, str] = {}
         self._locks: dict[str, asyncio.Lock] = {}
         self._waiting: dict[str, int] = {}
+        self.policies = PromotionPolicies(store, clock)
+        """The promotion policy in force: read for a move or a request decision."""
 
     async def handle(self, command: Command, meta: CommandMeta) -> Outcome:
         """Decide and append `command`; raise DomainError if the registry refuses it.
@@ -160,7 +173,23 @@ class CommandHandler:
         with them is retried after a short random pause.
         """
         async with self._turn(command.name):
-            return await self._handle(command, meta)
+            context = await self._context(command, meta)
+            outcome = await self._handle(command, meta, context)
+        if isinstance(command, TransitionStage | SetAlias):
+            refuse_if_held(command, outcome.state, context)  # governed: a request, not a move
+        return outcome
+
+    async def _context(self, command: Command, meta: CommandMeta) -> DecisionContext:
+        """Who asks, and for a move or a request, the policy in force and a new request's id
+        (derived from the command id, so a retried command makes the same request)."""
+        moves = isinstance(command, (TransitionStage, SetAlias, *REQUEST_COMMANDS))
+        return DecisionContext(
+            actor=meta.actor,
+            role=meta.role,
+            policies=await self.policies.current() if moves else NO_POLICIES,
+            new_request_id=str(derived_event_id(meta.command_id, 999_999)) if moves else "",
+            now=self.clock(),
+        )
 
     @contextlib.asynccontextmanager
     async def _turn(self, name: str) -> AsyncIterator[None]:
@@ -174,7 +203,9 @@ class CommandHandler:
             if not self._waiting[name]:
                 del self._waiting[name], self._locks[name]
 
-    async def _handle(self, command: Command, meta: CommandMeta) -> Outcome:
+    async def _handle(
+        self, command: Command, meta: CommandMeta, context: DecisionContext
+    ) -> Outcome:
         # First try on the state this process already holds, without reading: an append at a
         # stale head is refused by the store, and a refusal or no-op decided on it is checked
         # again on the stream as stored. Every later try reads the stream first.
@@ -189,7 +220,9 @@ class CommandHandler:
                 loaded = LoadedStream(str(self.new_id()), None)
             try:
                 await self._check_other_streams(command)
-                decided = decide(command, loaded.state, loaded.stream_id if new_stream else "")
+                decided = decide(
+                    command, loaded.state, loaded.stream_id if new_stream else "", context
+                )
             except DomainError:
                 if not verified:
                     continue
@@ -204,7 +237,8 @@ class CommandHandler:
                 return (
                     await self._replayed(command, loaded, prior) if prior else Outcome(loaded, [])
                 )
-            new_events = [self._new_event(i, event, meta) for i, event in enumerate(decided)]
+            at = self.clock()  # one instant per decision: its events happened together
+            new_events = [self._new_event(i, event, meta, at) for i, event in enumerate(decided)]
             try:
                 appended = await self.store.append(
                     loaded.stream_id, loaded.head, new_events, _name_change(decided)
@@ -334,12 +368,13 @@ class CommandHandler:
                         f"cannot rename to {command.new_name!r}: {refused.message}"
                     ) from None
 
-    def _new_event(self, index: int, event: Event, meta: CommandMeta) -> NewEvent:
+    @staticmethod
+    def _new_event(index: int, event: Event, meta: CommandMeta, at: datetime) -> NewEvent:
         return NewEvent(
             event_id=derived_event_id(meta.command_id, index),
             type=event.type,
             payload=event.model_dump(mode="json", exclude={"type"}),
-            recorded_at=self.clock(),
+            recorded_at=at,
             actor=meta.actor,
             causation_id=meta.command_id,
             correlation_id=meta.correlation_id or meta.command_id,

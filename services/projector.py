@@ -13,7 +13,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from contracts.envelope import Envelope
-from services.event_store import START, Checkpoint, PostgresEventStore
+from services.event_store import START, Checkpoint, PostgresEventStore, RecordedEvent
 from services.projection_status import record_progress
 from services.wake_signal import WakeSignal
 
@@ -38,6 +38,14 @@ _SAVE_CHECKPOINT = text(
 )
 
 
+async def save_checkpoint(conn: AsyncConnection, name: str, checkpoint: Checkpoint) -> None:
+    """Record, in the caller's transaction, that projection `name` has applied to `checkpoint`."""
+    await conn.execute(
+        _SAVE_CHECKPOINT,
+        {"name": name, "tx": checkpoint.transaction_id, "pos": checkpoint.position},
+    )
+
+
 class Projector:
     def __init__(
         self,
@@ -54,6 +62,8 @@ class Projector:
         self.checkpoint = START
         self._wake = WakeSignal()
         self._progress = asyncio.Condition()
+        self._ahead: tuple[Checkpoint, asyncio.Task[list[RecordedEvent]]] | None = None
+        """The batch after a full one, read while that one is applied (a backlog, a rebuild)."""
 
     def wake(self) -> None:
         """Something was appended: look now rather than at the next poll."""
@@ -75,36 +85,53 @@ class Projector:
 
     async def catch_up_once(self) -> int:
         """Apply the next batch, if any; return how many events it held."""
-        batch = await self.store.read_all(self.checkpoint, self.batch_size)
+        batch = await self._next_batch()
         if not batch:
             return 0
         last = batch[-1].checkpoint
+        if len(batch) == self.batch_size:  # more is waiting: read it while this batch is applied
+            self._ahead = (last, asyncio.create_task(self.store.read_all(last, self.batch_size)))
         try:
             async with self.store.engine.begin() as conn:
                 envelopes = [recorded.envelope for recorded in batch]
                 await self.projection.apply(conn, envelopes)
                 await record_progress(conn, self.projection.name, envelopes)
-                await conn.execute(
-                    _SAVE_CHECKPOINT,
-                    {
-                        "name": self.projection.name,
-                        "tx": last.transaction_id,
-                        "pos": last.position,
-                    },
-                )
+                await save_checkpoint(conn, self.projection.name, last)
         except BaseException:
             self.projection.forget()
+            self.stop_reading_ahead()
             raise
         async with self._progress:
             self.checkpoint = last
             self._progress.notify_all()
         return len(batch)
 
+    async def _next_batch(self) -> list[RecordedEvent]:
+        ahead, self._ahead = self._ahead, None
+        if ahead is not None:
+            after, reading = ahead
+            if after == self.checkpoint:
+                return await reading
+            reading.cancel()
+        return await self.store.read_all(self.checkpoint, self.batch_size)
+
+    def stop_reading_ahead(self) -> None:
+        """Drop a batch being read ahead (the projector stops, or its checkpoint moves)."""
+        if self._ahead is not None:
+            self._ahead[1].cancel()
+            self._ahead = None
+
     async def run(self) -> None:
         """Follow the store until cancelled. A failing batch is retried, never skipped: waiting
         1 s, then twice as long each time up to a minute, so a stuck projection is loud but does
         not flood the log."""
         await self.load_checkpoint()
+        try:
+            await self._follow()
+        finally:
+            self.stop_reading_ahead()
+
+    async def _follow(self) -> None:
         failures = 0
         while True:
             try:

@@ -16,7 +16,7 @@ from pydantic import ValidationError
 from contracts.codec import dumps
 from contracts.envelope import Envelope
 from contracts.events import EVENT_TYPES, AliasSet, StageChanged, event_from_payload
-from contracts.integration import Artifact, Promotion
+from contracts.integration import Approval, Artifact, Promotion
 from contracts.topics import REGISTRY_EVENTS, REGISTRY_PROMOTIONS
 from services.domain.state import ModelState
 from services.event_store import PostgresEventStore
@@ -57,6 +57,10 @@ def promotions_for(envelope: Envelope, state: ModelState) -> list[Promotion]:
             f"model {state.name!r} has no version {event.version}: the state given is not the"
             f" state at event {envelope.event_id}"
         )
+    approvals = [
+        Approval(actor=a.by, at=a.at, comment=a.comment)
+        for a in (event.authorization.approvals if event.authorization is not None else [])
+    ]
     if isinstance(event, StageChanged):
         kind, alias, from_stage, to_stage = "stage", None, event.from_stage, event.to_stage
     else:
@@ -72,7 +76,7 @@ def promotions_for(envelope: Envelope, state: ModelState) -> list[Promotion]:
             alias=alias,
             artifact=Artifact(uri=version.source, digest=version.digest),
             actor=envelope.actor,
-            approvals=[],
+            approvals=approvals,
             position=envelope.position,
             occurred_at=envelope.recorded_at,
         )

@@ -95,6 +95,7 @@ async def run(
     host: str = "127.0.0.1",
     port: int = 8080,
     query_wait_seconds: float = 10.0,
+    auth_required: bool = False,
     on_started: Callable[[Process], None] = lambda _: None,
 ) -> None:
     """Run `roles` until SIGINT or SIGTERM, then stop them all, newest first."""
@@ -123,7 +124,7 @@ async def run(
             process.tasks.append(asyncio.ensure_future(_started(starting)))
         if roles.api:
             config = uvicorn.Config(
-                create_app(registry),
+                create_app(registry, auth_required=auth_required),
                 host=host,
                 port=port,
                 log_level=logging.getLogger().level,

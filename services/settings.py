@@ -21,6 +21,9 @@ class Settings:
     log_level: str
     query_wait_seconds: float
     """How long a projection query waits for the projection to reach the client's last write."""
+    auth: str = ""
+    """$REGISTRAR_AUTH: "required" turns authentication on even on loopback (off the loopback
+    it is always on); "" or "optional" leaves it to the address."""
 
     VARIABLES = (
         "REGISTRAR_HOME",
@@ -30,6 +33,7 @@ class Settings:
         "REGISTRAR_PORT",
         "REGISTRAR_LOG_LEVEL",
         "REGISTRAR_QUERY_WAIT_SECONDS",
+        "REGISTRAR_AUTH",
     )
     """Every environment variable Registrar reads (compose.yaml and README may use no other)."""
 
@@ -44,4 +48,5 @@ class Settings:
             port=int(env.get("REGISTRAR_PORT", "8080")),
             log_level=env.get("REGISTRAR_LOG_LEVEL", "info"),
             query_wait_seconds=float(env.get("REGISTRAR_QUERY_WAIT_SECONDS", "10")),
+            auth=env.get("REGISTRAR_AUTH", "").strip().lower(),
         )

@@ -3,15 +3,26 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, nullcontext
 from typing import Any
 
 from fastapi import FastAPI, Request
 from sqlalchemy import text
 
-from services.api import model_routes, run_routes, version_routes
+from services.api import (
+    admin_routes,
+    approval_routes,
+    audit_routes,
+    history_routes,
+    lineage_routes,
+    model_routes,
+    run_routes,
+    version_routes,
+)
+from services.api.auth import AccessControl, AccessGuard
 from services.api.context import document_headers, registry_of
 from services.api.errors import install_error_handlers
+from services.api.mlflow import routes as mlflow_routes
 from services.api.responses import JSON
 from services.chain_verification import verify_chains
 from services.projection_status import status
@@ -19,16 +30,23 @@ from services.registry import Registry
 
 
 def create_app(
-    registry: Registry | str, *, run_projector: bool = True, query_wait_seconds: float = 10.0
+    registry: Registry | str,
+    *,
+    run_projector: bool = True,
+    query_wait_seconds: float = 10.0,
+    auth_required: bool = False,
 ) -> FastAPI:
     """The API on a running `registry`, or on the PostgreSQL server at that URL: then the app
-    opens (and migrates) the registry at start-up, runs its projector, and closes it at the end."""
+    opens (and migrates) the registry at start-up, runs its projector, and closes it at the end.
+    `auth_required`: every request but health needs a bearer token (services/api/auth.py)."""
+    guard = AccessGuard() if auth_required else None
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if isinstance(registry, Registry):
             app.state.registry = registry
-            yield
+            async with _access_control(guard, registry):
+                yield
             return
         opened = await Registry.open(registry)
         opened.query_wait_seconds = query_wait_seconds
@@ -36,7 +54,8 @@ def create_app(
             opened.start_projectors()
         app.state.registry = opened
         try:
-            yield
+            async with _access_control(guard, opened):
+                yield
         finally:
             await opened.close()
 
@@ -48,9 +67,18 @@ def create_app(
         default_response_class=JSON,
     )
     install_error_handlers(app)
+    app.state.access_guard = guard
+    if guard is not None:
+        app.add_middleware(AccessControl, guard=guard)
+    app.include_router(admin_routes.router)
     app.include_router(model_routes.router)
     app.include_router(version_routes.router)
     app.include_router(run_routes.router)
+    app.include_router(mlflow_routes.router)
+    app.include_router(lineage_routes.router)
+    app.include_router(audit_routes.router)
+    app.include_router(history_routes.router)
+    app.include_router(approval_routes.router)
 
     @app.get("/healthz", tags=["health"], summary="200 once the registry can serve requests")
     async def healthz(request: Request) -> JSON:
@@ -83,3 +111,9 @@ def create_app(
 
     app.openapi = openapi  # type: ignore[method-assign]
     return app
+
+
+def _access_control(
+    guard: AccessGuard | None, registry: Registry
+) -> AbstractAsyncContextManager[None]:
+    return guard.running(registry) if guard is not None else nullcontext()

@@ -100,6 +100,7 @@ class VersionOut(BaseModel):
     datasets: list[DatasetRef]
     parents: list[ParentRef]
     description: str
+    model_card: dict[str, str] = Field(default_factory=dict, description="Filled-in card fields")
     created_at: datetime
     updated_at: datetime
     deleted: bool

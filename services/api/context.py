@@ -14,6 +14,9 @@ from fastapi import HTTPException, Request
 
 from contracts.commands import Command
 from contracts.identifiers import uuid7
+from contracts.values import Role
+from services.access.principal import ANONYMOUS, PRINCIPAL_SCOPE_KEY, Principal
+from services.access.tokens import basic_user
 from services.command_handler import CommandMeta, Outcome
 from services.registry import Registry
 
@@ -22,7 +25,8 @@ IDEMPOTENCY_HEADER = "idempotency-key"
 CORRELATION_HEADER = "x-correlation-id"
 
 HEADERS = {
-    "X-Registrar-Actor": "Who is acting; recorded on every event (until tokens arrive)",
+    "X-Registrar-Actor": "Who is acting, recorded on every event, when authentication is off"
+    " (with it on, the token's user is)",
     "Idempotency-Key": "A UUID: retrying a request with the same key changes nothing twice",
     "X-Correlation-Id": "A UUID copied onto the events this request produces",
 }
@@ -43,13 +47,24 @@ def _uuid_header(request: Request, name: str) -> UUID | None:
 
 
 def command_meta(request: Request) -> CommandMeta:
-    actor = request.headers.get(ACTOR_HEADER, "anonymous")
+    """The caller's meta: with authentication on, the token's user and role; off, whoever
+    X-Registrar-Actor (or the basic-auth username) names, as admin."""
+    principal: Principal | None = request.scope.get(PRINCIPAL_SCOPE_KEY)
+    if principal is not None:
+        actor, role = principal.user, principal.role
+    else:
+        named = request.headers.get(ACTOR_HEADER)
+        if named is None:
+            named = basic_user(request.headers.get("authorization")) or ANONYMOUS
+        actor = named
+        role = Role.ADMIN
     if not actor or len(actor) > 256:
         raise HTTPException(422, f"header {ACTOR_HEADER}: 1 to 256 characters")
     return CommandMeta(
         actor=actor,
         command_id=_uuid_header(request, IDEMPOTENCY_HEADER) or uuid7(),
         correlation_id=_uuid_header(request, CORRELATION_HEADER),
+        role=role,
     )
 
 

@@ -11,13 +11,13 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
 from starlette.exceptions import HTTPException
 
-from projections.current_state import BadPageToken
+from projections.paging import BadPageToken
 from services.api.responses import JSON, error
-from services.domain.errors import Conflict, DomainError, NotFound
+from services.domain.errors import Conflict, DomainError, Forbidden, NotFound
 
 log = logging.getLogger("registrar.api")
 
-_STATUS = {NotFound: 404, Conflict: 409}
+_STATUS = {NotFound: 404, Conflict: 409, Forbidden: 403}
 
 
 def _fields(errors: list[Any], drop_prefix: tuple[str, ...] = ()) -> list[dict[str, str]]:

@@ -14,8 +14,10 @@ from contracts.commands import (
     RegisterVersion,
     SetVersionTag,
     TransitionStage,
+    UpdateModelCard,
     UpdateVersionDescription,
 )
+from contracts.model_card import ModelCardPatch
 from contracts.values import StageName
 from projections.current_state import list_versions, version_view
 from services.api.bodies import (
@@ -99,6 +101,18 @@ async def update_version(
     if outcome is None:
         return await get_version(name, version, request)
     return _version_answer(outcome, version)
+
+
+@router.patch(
+    "/v1/models/{name}/versions/{version}/card",
+    response_model=VersionOut,
+    summary='Set model-card fields (those left out stay; "" clears one)',
+)
+async def update_model_card(
+    name: NamePath, version: VersionPath, body: ModelCardPatch, request: Request
+) -> JSON:
+    command = UpdateModelCard(name=name, version=version, card=body)
+    return _version_answer(await handle(request, command), version)
 
 
 @router.delete(

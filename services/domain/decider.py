@@ -4,6 +4,8 @@ events that record what the command changes, or a DomainError that says why it i
 from __future__ import annotations
 
 from contracts.commands import (
+    ApproveTransition,
+    CancelTransition,
     Command,
     DeleteAlias,
     DeleteModel,
@@ -13,11 +15,14 @@ from contracts.commands import (
     RecordMetrics,
     RegisterModel,
     RegisterVersion,
+    RejectTransition,
     RenameModel,
+    RequestTransition,
     SetAlias,
     SetModelTag,
     SetVersionTag,
     TransitionStage,
+    UpdateModelCard,
     UpdateModelDescription,
     UpdateVersionDescription,
 )
@@ -26,6 +31,7 @@ from contracts.events import (
     AliasSet,
     Event,
     MetricsRecorded,
+    ModelCardUpdated,
     ModelDeleted,
     ModelDescriptionUpdated,
     ModelRegistered,
@@ -40,16 +46,34 @@ from contracts.events import (
     VersionTagSet,
 )
 from contracts.values import Stage
+from services.domain.approvals import (
+    DecisionContext,
+    RequestDecision,
+    approve,
+    as_request,
+    cancel,
+    governs,
+    reject,
+    request_transition,
+    stale_requests,
+)
 from services.domain.errors import Conflict, Invalid, NotFound
 from services.domain.state import ModelState, VersionState
 
 _ARCHIVABLE_TARGETS = (Stage.STAGING, Stage.PRODUCTION)
+_NO_CONTEXT = DecisionContext()
 
 
-def decide(command: Command, state: ModelState | None, new_model_id: str = "") -> list[Event]:
+def decide(
+    command: Command,
+    state: ModelState | None,
+    new_model_id: str = "",
+    context: DecisionContext = _NO_CONTEXT,
+) -> list[Event]:
     """The events `command` produces against `state` (None: no model holds that name).
 
     `new_model_id` is the stream id a RegisterModel gives the new model; the caller makes it.
+    `context`: who asks, the promotion policy in force, a new request's id (the caller's too).
     An empty list means the command changes nothing (e.g. setting a tag to its current value).
     """
     if isinstance(command, RegisterModel):
@@ -91,7 +115,32 @@ def decide(command: Command, state: ModelState | None, new_model_id: str = "") -
             version = _live_version(model, number)
             if all(version.metrics.get(k) == v for k, v in metrics.items()):
                 return []
-            return [MetricsRecorded(version=number, metrics=metrics)]
+            changed = ", ".join(
+                sorted(k for k, v in metrics.items() if version.metrics.get(k) != v)
+            )
+            return [
+                MetricsRecorded(version=number, metrics=metrics),
+                *stale_requests(model, number, f"metrics changed: {changed}"),
+            ]
+        case UpdateModelCard(version=number, card=card):
+            version = _live_version(model, number)
+            changes = {k: v for k, v in card.changes().items() if version.card.get(k, "") != v}
+            if not changes:
+                return []
+            return [
+                ModelCardUpdated(version=number, card=changes),
+                *stale_requests(model, number, f"model card changed: {', '.join(sorted(changes))}"),
+            ]
+        case TransitionStage() | SetAlias() if governs(command, model, context.policies):
+            return _decided(request_transition(as_request(command), model, context), model)
+        case RequestTransition():
+            return _decided(request_transition(command, model, context), model)
+        case ApproveTransition():
+            return _decided(approve(command, model, context), model)
+        case RejectTransition():
+            return reject(command, model, context)
+        case CancelTransition():
+            return cancel(command, model, context)
         case TransitionStage():
             return _transition(command, model)
         case SetAlias(alias=alias, version=number):
@@ -203,3 +252,38 @@ def _transition(command: TransitionStage, model: ModelState) -> list[Event]:
                     )
                 )
     return events
+
+
+def _decided(decision: RequestDecision, model: ModelState) -> list[Event]:
+    """A request decision's events, and when the request is complete, the move it applies
+    (with archive-existing, in the same decision), carrying what allowed it."""
+    if decision.applying is None:
+        return decision.events
+    request, authorization = decision.applying.request, decision.applying.authorization
+    if request.alias is not None:
+        _live_version(model, request.version)
+        previous = model.aliases.get(request.alias)
+        move: Event = AliasSet(
+            alias=request.alias,
+            version=request.version,
+            previous_version=previous,
+            authorization=authorization,
+        )
+        return [*decision.events, move]
+    assert request.stage is not None
+    moves = _transition(
+        TransitionStage(
+            name=model.name,
+            version=request.version,
+            stage=request.stage,
+            archive_existing=request.archive_existing,
+        ),
+        model,
+    )
+    if not moves or not isinstance(moves[0], StageChanged) or moves[0].version != request.version:
+        raise Conflict(
+            f"version {request.version} is already in stage {request.stage.value};"
+            f" cancel transition request {request.request_id}"
+        )
+    moves[0] = moves[0].model_copy(update={"authorization": authorization})
+    return [*decision.events, *moves]

@@ -23,3 +23,9 @@ class Conflict(DomainError):
 
 class Invalid(DomainError):
     code = "invalid"
+
+
+class Forbidden(DomainError):
+    """The caller is known but may not do this (e.g. approve without the policy's role)."""
+
+    code = "forbidden"

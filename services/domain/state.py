@@ -15,6 +15,7 @@ from contracts.events import (
     AliasSet,
     Event,
     MetricsRecorded,
+    ModelCardUpdated,
     ModelDeleted,
     ModelDescriptionUpdated,
     ModelRegistered,
@@ -30,6 +31,7 @@ from contracts.events import (
     event_from_payload,
 )
 from contracts.values import DatasetRef, ParentRef, Stage
+from services.domain.transition_requests import REQUEST_EVENTS, Requests, evolve_requests
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,6 +51,8 @@ class VersionState:
     created_at: datetime
     updated_at: datetime
     deleted: bool = False
+    card: dict[str, str] = field(default_factory=dict)
+    """Model-card fields that are filled in (contracts.model_card.CARD_FIELDS)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,6 +67,8 @@ class ModelState:
     last_version: int = 0
     versions: dict[int, VersionState] = field(default_factory=dict)
     aliases: dict[str, int] = field(default_factory=dict)
+    requests: Requests = field(default_factory=dict)
+    """Transition requests by id, open and closed (services.domain.transition_requests)."""
 
     def live_version(self, number: int) -> VersionState | None:
         found = self.versions.get(number)
@@ -125,6 +131,10 @@ def evolve(state: ModelState | None, event: Event, at: datetime) -> ModelState |
             )
             state = replace(state, last_version=event.version)
             return _with_version(state, version, at)
+    if isinstance(event, REQUEST_EVENTS):
+        return replace(state, requests=evolve_requests(state.requests, event, at), updated_at=at)
+    if isinstance(event, StageChanged | AliasSet) and event.authorization is not None:
+        state = replace(state, requests=evolve_requests(state.requests, event, at))
     # Every remaining event concerns one existing version.
     current = state.versions[event.version]  # type: ignore[union-attr]
     match event:
@@ -137,6 +147,9 @@ def evolve(state: ModelState | None, event: Event, at: datetime) -> ModelState |
             changed = replace(current, tags=tags, updated_at=at)
         case MetricsRecorded(metrics=metrics):
             changed = replace(current, metrics={**current.metrics, **metrics}, updated_at=at)
+        case ModelCardUpdated(card=card):
+            filled = {k: v for k, v in {**current.card, **card}.items() if v}
+            changed = replace(current, card=filled, updated_at=at)
         case StageChanged(to_stage=to_stage):
             changed = replace(current, stage=to_stage, updated_at=at)
         case AliasSet(alias=alias, version=number):
@@ -151,7 +164,7 @@ def evolve(state: ModelState | None, event: Event, at: datetime) -> ModelState |
     return _with_version(state, changed, at)
 
 
-STATE_SCHEMA = 1
+STATE_SCHEMA = 2
 """Version of ModelState's shape; snapshots of another shape are ignored and rebuilt."""
 
 _state_adapter: TypeAdapter[ModelState] = TypeAdapter(ModelState)

@@ -517,9 +517,10 @@ def assert_in_stream_order(
             if any(r.stream_version == 1 for r in stream)
         }
         complete = [p for p, i in passes.items() if in_order_from(partitions[p], i) == last]
+        seen = {p: [f"{r.offset}:{r.stream_version}" for r in s] for p, s in partitions.items()}
         assert complete, (
-            f"stream {stream_id} (last version {last}) has no complete pass in order:"
-            f" { ({p: [r.stream_version for r in s] for p, s in partitions.items()}) }"
+            f"stream {stream_id} (last version {last}) has no complete pass in order"
+            f" (offset:version per partition): {seen}"
         )
         stale += sum(len(s) for p, s in partitions.items() if p != complete[0])
         stale += passes[complete[0]]
