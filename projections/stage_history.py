@@ -169,14 +169,34 @@ _UPSERT_MODELS = text(
     " stream_version = excluded.stream_version, causation_id = excluded.causation_id,"
     " command_at = excluded.command_at"
 )
+# The open intervals a batch can close: those of the versions and aliases its events name, and
+# every one of a model it deletes (reading all of a model's open intervals per batch made a model
+# with thousands of versions cost thousands of rows per event).
 _OPEN_STAGES = text(
     f"SELECT stream_id, version AS key, stage AS value, {_INTERVAL_COLUMNS} FROM stage_history"
-    " WHERE stream_id = ANY(:ids) AND to_position IS NULL"
+    " WHERE to_position IS NULL AND (stream_id = ANY(:whole)"
+    " OR (stream_id = ANY(:ids) AND version = ANY(:versions)))"
 )
 _OPEN_ALIASES = text(
     f"SELECT stream_id, alias AS key, version AS value, {_INTERVAL_COLUMNS} FROM alias_history"
-    " WHERE stream_id = ANY(:ids) AND to_position IS NULL"
+    " WHERE to_position IS NULL AND (stream_id = ANY(:whole)"
+    " OR (stream_id = ANY(:ids) AND alias = ANY(:aliases)))"
 )
+
+
+def _named(events: Iterable[Envelope]) -> tuple[set[int], set[str], bool]:
+    """The versions and aliases `events` name, and whether they delete their model."""
+    versions: set[int] = set()
+    aliases: set[str] = set()
+    for envelope in events:
+        payload = envelope.payload
+        if envelope.type == "ModelDeleted":
+            return versions, aliases, True
+        if isinstance(payload.get("version"), int):
+            versions.add(payload["version"])
+        if isinstance(payload.get("alias"), str):
+            aliases.add(payload["alias"])
+    return versions, aliases, False
 
 
 def _row(interval: Interval) -> dict[str, Any]:
@@ -231,7 +251,7 @@ class StageHistoryProjection:
                     if known
                     else _Stream("", deleted=False)
                 )
-        await self._load_open_intervals(conn, streams)
+        await self._load_open_intervals(conn, streams, fresh_by_stream)
         models = []
         for stream_id, fresh in fresh_by_stream.items():
             stream = streams[stream_id]
@@ -252,12 +272,28 @@ class StageHistoryProjection:
             await conn.execute(_UPSERT_MODELS, models)
 
     @staticmethod
-    async def _load_open_intervals(conn: AsyncConnection, streams: dict[str, _Stream]) -> None:
+    async def _load_open_intervals(
+        conn: AsyncConnection, streams: dict[str, _Stream], fresh: dict[str, list[Envelope]]
+    ) -> None:
         if not streams:
             return
-        ids = {"ids": list(streams)}
+        versions: set[int] = set()
+        aliases: set[str] = set()
+        whole = []
+        for stream_id, events in fresh.items():
+            named_versions, named_aliases, deleted = _named(events)
+            versions |= named_versions
+            aliases |= named_aliases
+            if deleted:
+                whole.append(stream_id)
+        params = {
+            "ids": list(streams),
+            "whole": whole,
+            "versions": sorted(versions),
+            "aliases": sorted(aliases),
+        }
         for query, attribute in ((_OPEN_STAGES, "stages"), (_OPEN_ALIASES, "aliases")):
-            for row in await conn.execute(query, ids):
+            for row in await conn.execute(query, params):
                 interval = Interval(
                     row.stream_id,
                     row.key,
