@@ -13,6 +13,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from projections.catalogue import READ_MODELS, read_model
+from projections.current_state import NAME as CURRENT_STATE
 from services.command_handler import CommandHandler, LoadedStream
 from services.database import create_engine
 from services.event_store import PostgresEventStore
@@ -24,6 +25,10 @@ _NOT_YET_PROJECTED = text(
     " AS w(stream_id, version) LEFT JOIN cs_models m USING (stream_id)"
     " WHERE coalesce(m.stream_version, 0) < w.version"
 )
+
+
+BACKGROUND_POLL_SECONDS = 0.1
+"""How often the read models that queries do not wait for by default look for new events."""
 
 
 @dataclass
@@ -90,9 +95,17 @@ class Registry:
 
     def start_projectors(self) -> None:
         """Run every read model's projector in this process, following the store (when no
-        Kafka broker feeds projector services)."""
+        Kafka broker feeds projector services).
+
+        Only the current-state projector is woken by each append: list queries wait for it
+        (read-your-writes), so it must follow at once. The others poll, and so apply the events
+        of a busy moment in one batch: waking four more projectors per command, each for a
+        transaction of one event, cost more CPU than the command itself."""
         for projector in self.projectors:
-            self.on_append.append(projector.wake)
+            if projector.projection.name == CURRENT_STATE:
+                self.on_append.append(projector.wake)
+            else:
+                projector.idle_poll_seconds = BACKGROUND_POLL_SECONDS
             self._tasks.append(
                 asyncio.create_task(projector.run(), name=f"projector {projector.projection.name}")
             )
