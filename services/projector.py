@@ -5,6 +5,7 @@ client's last write (read-your-writes)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Sequence
 from typing import Protocol
@@ -62,6 +63,8 @@ class Projector:
         self.checkpoint = START
         self._wake = WakeSignal()
         self._progress = asyncio.Condition()
+        self.batches = 0
+        """How many batches this projector has applied: queries wait for the next one."""
         self._ahead: tuple[Checkpoint, asyncio.Task[list[RecordedEvent]]] | None = None
         """The batch after a full one, read while that one is applied (a backlog, a rebuild)."""
 
@@ -103,6 +106,7 @@ class Projector:
             raise
         async with self._progress:
             self.checkpoint = last
+            self.batches += 1
             self._progress.notify_all()
         return len(batch)
 
@@ -152,6 +156,12 @@ class Projector:
             if applied == self.batch_size:
                 continue
             await self._wake.sleep(self.idle_poll_seconds)
+
+    async def applied_since(self, batches: int, timeout: float) -> None:
+        """Return once a batch after the `batches`-th is applied, or after `timeout` seconds."""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(timeout), self._progress:
+                await self._progress.wait_for(lambda: self.batches > batches)
 
     async def wait_for(self, target: Checkpoint, timeout: float) -> bool:
         """Wait until the projection has applied everything up to `target`; False on timeout."""

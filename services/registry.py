@@ -45,6 +45,8 @@ class Registry:
     on_append: list[Callable[[], None]] = field(default_factory=list)
     """Called after each append: wakes the in-process projector and relay at once."""
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    _following: Projector | None = None
+    """The current-state projector, when it runs in this process (queries wait on it)."""
 
     @classmethod
     async def open(cls, database_url: str, *, apply_migrations: bool = True) -> Registry:
@@ -76,7 +78,9 @@ class Registry:
         for stream_id, version in (also or {}).items():
             wanted[stream_id] = max(version, wanted.get(stream_id, 0))
         deadline = time.monotonic() + (self.query_wait_seconds if timeout is None else timeout)
+        following = self._following
         while wanted:
+            seen = following.batches if following else 0
             async with self.engine.connect() as conn:
                 rows = await conn.execute(
                     _NOT_YET_PROJECTED, {"streams": list(wanted), "versions": list(wanted.values())}
@@ -90,7 +94,10 @@ class Registry:
                 break
             if time.monotonic() >= deadline:
                 return False
-            await asyncio.sleep(0.005)
+            if following is None:  # a projector service elsewhere: look again shortly
+                await asyncio.sleep(0.005)
+            else:  # this process's projector: look again when it has applied a batch
+                await following.applied_since(seen, timeout=0.05)
         return True
 
     def start_projectors(self) -> None:
@@ -104,6 +111,7 @@ class Registry:
         for projector in self.projectors:
             if projector.projection.name == CURRENT_STATE:
                 self.on_append.append(projector.wake)
+                self._following = projector
             else:
                 projector.idle_poll_seconds = BACKGROUND_POLL_SECONDS
             self._tasks.append(
