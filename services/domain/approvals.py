@@ -195,17 +195,7 @@ def request_transition(
         requested_by=context.actor,
         comment=command.comment,
     )
-    request = TransitionRequest(
-        request_id=requested.request_id,
-        version=requested.version,
-        stage=requested.stage,
-        alias=requested.alias,
-        archive_existing=requested.archive_existing,
-        requested_by=requested.requested_by,
-        comment=requested.comment,
-        created_at=context.now,
-        updated_at=context.now,
-    )
+    request = TransitionRequest.opened_by(requested, context.now)
     return RequestDecision([requested], _applying(request, model, context))
 
 

@@ -62,6 +62,21 @@ class TransitionRequest:
     def aims_at(self, version: int, stage: Stage | None, alias: str | None) -> bool:
         return (self.version, self.stage, self.alias) == (version, stage, alias)
 
+    @classmethod
+    def opened_by(cls, event: TransitionRequested, at: datetime) -> TransitionRequest:
+        """The pending request `event` opens at `at`."""
+        return cls(
+            request_id=event.request_id,
+            version=event.version,
+            stage=event.stage,
+            alias=event.alias,
+            archive_existing=event.archive_existing,
+            requested_by=event.requested_by,
+            comment=event.comment,
+            created_at=at,
+            updated_at=at,
+        )
+
 
 Requests = dict[str, TransitionRequest]
 
@@ -79,18 +94,7 @@ def evolve_requests(
 ) -> Requests:
     """The requests after `event` (a request event, or a move that applied a request)."""
     if isinstance(event, TransitionRequested):
-        request = TransitionRequest(
-            request_id=event.request_id,
-            version=event.version,
-            stage=event.stage,
-            alias=event.alias,
-            archive_existing=event.archive_existing,
-            requested_by=event.requested_by,
-            comment=event.comment,
-            created_at=at,
-            updated_at=at,
-        )
-        return {**requests, request.request_id: request}
+        return {**requests, event.request_id: TransitionRequest.opened_by(event, at)}
     if isinstance(event, StageChanged | AliasSet):
         if event.authorization is None:
             return requests
