@@ -5,13 +5,12 @@ broker: exactly the required approvals count, exactly one stage change, one prom
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import AsyncIterator
 
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 from test_promotions import of_model, promotions_publisher
-from topic_log import RUN, TopicLog, unique
+from topic_log import RUN, TopicLog, relayed_store, unique
 
 from contracts.commands import (
     ApproveTransition,
@@ -28,8 +27,6 @@ from services.command_handler import CommandHandler, CommandMeta
 from services.database import create_engine
 from services.domain.errors import Conflict
 from services.event_store import PostgresEventStore
-from services.kafka_broker import ensure_topics
-from services.relay import Relay
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
@@ -40,13 +37,8 @@ DIGEST = "sha256:9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a0
 @pytest.fixture(scope="module")
 async def store(engine: AsyncEngine, kafka_bootstrap: str) -> AsyncIterator[PostgresEventStore]:
     """The store, with a relay publishing its events to registry.events."""
-    await ensure_topics(kafka_bootstrap)
-    store = PostgresEventStore(engine)
-    relay = asyncio.create_task(Relay(store, kafka_bootstrap, idle_poll_seconds=0.02).run())
-    yield store
-    relay.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await relay
+    async with relayed_store(engine, kafka_bootstrap) as store:
+        yield store
 
 
 @pytest.fixture(scope="module")

@@ -20,7 +20,7 @@ from faststream.kafka import KafkaBroker, TestKafkaBroker
 from faststream.kafka.annotations import KafkaMessage
 from faststream.kafka.message import KafkaAckableMessage
 from sqlalchemy.ext.asyncio import AsyncEngine
-from topic_log import RUN, TopicLog, unique
+from topic_log import RUN, TopicLog, relayed_store, unique
 
 from contracts.codec import dumps, loads
 from contracts.commands import (
@@ -35,9 +35,7 @@ from contracts.topics import DEADLETTER, REGISTRY_EVENTS, REGISTRY_PROMOTIONS
 from services.command_bus import raw_body
 from services.command_handler import CommandHandler, CommandMeta
 from services.event_store import PostgresEventStore
-from services.kafka_broker import ensure_topics
 from services.promotions import attach_promotions, promotion_message_id
-from services.relay import Relay
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
@@ -48,13 +46,8 @@ DIGEST = "sha256:9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a0
 @pytest.fixture(scope="module")
 async def store(engine: AsyncEngine, kafka_bootstrap: str) -> AsyncIterator[PostgresEventStore]:
     """The store, with a relay publishing its events to registry.events."""
-    await ensure_topics(kafka_bootstrap)
-    store = PostgresEventStore(engine)
-    relay = asyncio.create_task(Relay(store, kafka_bootstrap, idle_poll_seconds=0.02).run())
-    yield store
-    relay.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await relay
+    async with relayed_store(engine, kafka_bootstrap) as store:
+        yield store
 
 
 @pytest.fixture(scope="module")

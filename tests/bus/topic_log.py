@@ -1,14 +1,20 @@
-"""Reading a Kafka topic in tests: every message from its beginning, in the background; and
-names unique to a test run (earlier runs leave messages on a shared broker's topics)."""
+"""Reading a Kafka topic in tests: every message from its beginning, in the background; a store
+whose events a relay publishes; and names unique to a test run (earlier runs leave messages on a
+shared broker's topics)."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from uuid import uuid4
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from services.event_store import PostgresEventStore
+from services.kafka_broker import ensure_topics
+from services.relay import Relay
 
 RUN = uuid4().hex[:8]
 """Earlier runs leave messages on the broker's topics: every name here is unique to this run."""
@@ -16,6 +22,20 @@ RUN = uuid4().hex[:8]
 
 def unique(prefix: str) -> str:
     return f"{prefix}-{RUN}-{uuid4().hex[:6]}"
+
+
+@contextlib.asynccontextmanager
+async def relayed_store(engine: AsyncEngine, bootstrap: str) -> AsyncIterator[PostgresEventStore]:
+    """The store on `engine`, with a relay publishing its events to registry.events meanwhile."""
+    await ensure_topics(bootstrap)
+    store = PostgresEventStore(engine)
+    relay = asyncio.create_task(Relay(store, bootstrap, idle_poll_seconds=0.02).run())
+    try:
+        yield store
+    finally:
+        relay.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await relay
 
 
 class TopicLog:
