@@ -15,8 +15,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from contracts.codec import dumps
 from contracts.envelope import Envelope
-from contracts.events import EVENT_TYPES
 from projections.paging import keyset_page
+from projections.unapplied_events import by_model_stream, unapplied_events
 from services.domain.state import ModelState, fold
 from services.domain.transition_requests import TransitionRequest
 from services.event_store import PostgresEventStore
@@ -78,10 +78,7 @@ class ApprovalsProjection:
     async def apply(self, conn: AsyncConnection, events: Sequence[Envelope]) -> None:
         """Apply `events` (any order across streams, in order within each) in `conn`'s
         transaction; events at or below a stream's recorded version are skipped."""
-        by_stream: dict[str, list[Envelope]] = {}
-        for envelope in events:
-            if envelope.type in EVENT_TYPES:  # model streams only
-                by_stream.setdefault(envelope.stream_id, []).append(envelope)
+        by_stream = by_model_stream(events)
         if not by_stream:
             return
         rows = await conn.execute(
@@ -93,20 +90,9 @@ class ApprovalsProjection:
         versions: dict[str, int] = {}
         for stream_id, stream_events in by_stream.items():
             done = applied.get(stream_id, 0)
-            fresh = [e for e in stream_events if e.stream_version > done]
+            fresh = await unapplied_events(self.store, stream_events, done)
             if not fresh:
                 continue
-            if fresh[0].stream_version != done + 1 or any(
-                b.stream_version != a.stream_version + 1
-                for a, b in zip(fresh, fresh[1:], strict=False)
-            ):
-                # Delivered out of order: take the missing events from the store, the truth.
-                last = stream_events[-1].stream_version
-                fresh = [
-                    e
-                    for e in await self.store.read_stream(stream_id, done)
-                    if e.stream_version <= last
-                ]
             before = await self.states.state_at(stream_id, done)
             after = fold(before, fresh)
             if after is None:

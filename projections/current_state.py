@@ -15,8 +15,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from contracts.codec import dumps
 from contracts.envelope import Envelope
-from contracts.events import EVENT_TYPES
 from projections.paging import keyset_page
+from projections.unapplied_events import by_model_stream, unapplied_events
 from services.domain.state import ModelState, VersionState, fold
 from services.event_store import PostgresEventStore
 from services.mlflow_search import Clause, SortKey
@@ -163,10 +163,7 @@ class CurrentStateProjection:
 
         Events at or below a model's recorded stream version are skipped: applying twice is a no-op.
         """
-        by_stream: dict[str, list[Envelope]] = {}
-        for envelope in events:
-            if envelope.type in EVENT_TYPES:  # model streams only: runs are another stream kind
-                by_stream.setdefault(envelope.stream_id, []).append(envelope)
+        by_stream = by_model_stream(events)
         rows = await conn.execute(
             text("SELECT stream_id, stream_version FROM cs_models WHERE stream_id = ANY(:ids)"),
             {"ids": list(by_stream)},
@@ -176,14 +173,10 @@ class CurrentStateProjection:
         version_rows: list[dict[str, Any]] = []
         for stream_id, stream_events in by_stream.items():
             done = applied_versions.get(stream_id, 0)
-            fresh = [e for e in stream_events if e.stream_version > done]
+            fresh = await unapplied_events(self.store, stream_events, done)
             if not fresh:
                 continue
             before = await self.states.state_at(stream_id, done)
-            if fresh[0].stream_version != done + 1 or _has_gap(fresh):
-                # Delivered out of order: take the missing events from the store, the truth.
-                fresh = await self.store.read_stream(stream_id, done)
-                fresh = [e for e in fresh if e.stream_version <= stream_events[-1].stream_version]
             after = fold(before, fresh)
             if after is None:
                 continue
@@ -229,11 +222,6 @@ class CurrentStateProjection:
 
 def _as_columns(rows: list[dict[str, Any]], columns: dict[str, str]) -> list[list[Any]]:
     return [[row[column] for row in rows] for column in columns]
-
-
-def _has_gap(events: list[Envelope]) -> bool:
-    pairs = zip(events, events[1:], strict=False)
-    return any(b.stream_version != a.stream_version + 1 for a, b in pairs)
 
 
 # Queries -----------------------------------------------------------------------------------------

@@ -28,6 +28,7 @@ from contracts.envelope import Envelope
 from contracts.events import EVENT_TYPES
 from contracts.training import RUN_EVENT_TYPES, RunRecorded, run_event_from_payload
 from contracts.values import DatasetRef
+from projections.unapplied_events import unapplied_events
 from services.domain.errors import Invalid, NotFound
 from services.domain.state import ModelState, VersionState, fold
 from services.event_store import PostgresEventStore
@@ -205,14 +206,10 @@ class LineageProjection:
         applied = {row.stream_id: row.stream_version for row in rows}
         for stream_id, stream_events in by_stream.items():
             done = applied.get(stream_id, 0)
-            fresh = [e for e in stream_events if e.stream_version > done]
+            fresh = await unapplied_events(self.store, stream_events, done)
             if not fresh:
                 continue
             last = fresh[-1].stream_version
-            if [e.stream_version for e in fresh] != list(range(done + 1, last + 1)):
-                # Delivered with a gap: take the missing events from the store, the truth.
-                stored = await self.store.read_stream(stream_id, done)
-                fresh = [e for e in stored if e.stream_version <= last]
             before = await self.states.state_at(stream_id, done)
             after = fold(before, fresh)
             self.states.remember(stream_id, last, after)

@@ -21,7 +21,6 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from contracts.envelope import Envelope
 from contracts.events import (
-    EVENT_TYPES,
     AliasDeleted,
     AliasSet,
     ModelDeleted,
@@ -33,7 +32,7 @@ from contracts.events import (
     event_from_payload,
 )
 from contracts.values import Stage
-from projections.unapplied_events import unapplied_events
+from projections.unapplied_events import by_model_stream, unapplied_events
 from services.event_store import PostgresEventStore
 
 NAME = "stage_history"
@@ -221,10 +220,7 @@ class StageHistoryProjection:
         self.store = store
 
     async def apply(self, conn: AsyncConnection, events: Sequence[Envelope]) -> None:
-        by_stream: dict[str, list[Envelope]] = {}
-        for envelope in events:
-            if envelope.type in EVENT_TYPES:  # model streams only
-                by_stream.setdefault(envelope.stream_id, []).append(envelope)
+        by_stream = by_model_stream(events)
         if not by_stream:
             return
         ids = {"ids": list(by_stream)}

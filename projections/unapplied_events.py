@@ -1,13 +1,23 @@
-"""What a projection has still to apply of one stream's delivered events: those after the version
-it recorded, with any gap (a redelivery after a rebalance, a relay that started over) filled from
-the event store, the truth."""
+"""What a read model has still to apply of a delivered batch: its model streams' events, grouped by
+stream; and of each stream, those after the version it recorded, with any gap (a redelivery after
+a rebalance, a relay that started over) filled from the event store, the truth."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 from contracts.envelope import Envelope
+from contracts.events import EVENT_TYPES
 from services.event_store import PostgresEventStore
+
+
+def by_model_stream(events: Iterable[Envelope]) -> dict[str, list[Envelope]]:
+    """The model streams' events of `events`, by stream, in order (other stream kinds left out)."""
+    by_stream: dict[str, list[Envelope]] = {}
+    for envelope in events:
+        if envelope.type in EVENT_TYPES:
+            by_stream.setdefault(envelope.stream_id, []).append(envelope)
+    return by_stream
 
 
 async def unapplied_events(
