@@ -18,7 +18,7 @@ from contracts.envelope import Envelope
 from projections.paging import keyset_page
 from projections.unapplied_events import by_model_stream, unapplied_events
 from services.domain.state import ModelState, fold
-from services.domain.transition_requests import TransitionRequest
+from services.domain.transition_requests import TransitionRequest, request_fields
 from services.event_store import PostgresEventStore
 from services.stream_states import StreamStates
 
@@ -46,24 +46,12 @@ _SAVE_VERSIONS = text(
 
 
 def _row(stream_id: str, model: ModelState, request: TransitionRequest) -> dict[str, Any]:
+    fields = request_fields(request)
     return {
-        "request_id": request.request_id,
+        **fields,
         "stream_id": stream_id,
         "model_name": model.name,
-        "version": request.version,
-        "stage": request.stage.value if request.stage is not None else None,
-        "alias": request.alias,
-        "archive_existing": request.archive_existing,
-        "state": request.state,
-        "requested_by": request.requested_by,
-        "comment": request.comment,
-        "approvals": dumps(
-            [{"by": a.by, "at": a.at, "comment": a.comment} for a in request.approvals]
-        ).decode(),
-        "closed_by": request.closed_by,
-        "closed_comment": request.closed_comment,
-        "created_at": request.created_at,
-        "updated_at": request.updated_at,
+        "approvals": dumps(fields["approvals"]).decode(),
     }
 
 

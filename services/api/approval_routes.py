@@ -32,7 +32,7 @@ from services.domain.approvals import latest_request, standing
 from services.domain.errors import NotFound
 from services.domain.policies import PolicySet
 from services.domain.state import ModelState
-from services.domain.transition_requests import TransitionRequest
+from services.domain.transition_requests import TransitionRequest, request_fields
 from services.promotion_policies import PolicyStream
 from services.registry import Registry
 
@@ -69,24 +69,12 @@ def request_view(
     """A request as JSON, with what it still needs under the policy in force (if pending)."""
     now = standing(request, model, policies) if request.state == "pending" else None
     return {
-        "request_id": request.request_id,
+        **request_fields(request),
         "model": model.name,
-        "version": request.version,
-        "stage": request.stage.value if request.stage is not None else None,
-        "alias": request.alias,
-        "archive_existing": request.archive_existing,
-        "state": request.state,
-        "requested_by": request.requested_by,
-        "comment": request.comment,
-        "approvals": [{"by": a.by, "at": a.at, "comment": a.comment} for a in request.approvals],
         "missing": now.missing if now is not None else [],
         "gates": [c.model_dump() for c in now.checks] if now is not None else [],
         "policy_version": policies.version,
         "stale_reasons": list(request.stale_reasons),
-        "closed_by": request.closed_by,
-        "closed_comment": request.closed_comment,
-        "created_at": request.created_at,
-        "updated_at": request.updated_at,
     }
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal
 
 from contracts.events import (
     AliasSet,
@@ -79,6 +79,25 @@ class TransitionRequest:
 
 
 Requests = dict[str, TransitionRequest]
+
+
+def request_fields(request: TransitionRequest) -> dict[str, Any]:
+    """A request's own fields as JSON values: the API's view and the approvals read model."""
+    return {
+        "request_id": request.request_id,
+        "version": request.version,
+        "stage": request.stage.value if request.stage is not None else None,
+        "alias": request.alias,
+        "archive_existing": request.archive_existing,
+        "state": request.state,
+        "requested_by": request.requested_by,
+        "comment": request.comment,
+        "approvals": [{"by": a.by, "at": a.at, "comment": a.comment} for a in request.approvals],
+        "closed_by": request.closed_by,
+        "closed_comment": request.closed_comment,
+        "created_at": request.created_at,
+        "updated_at": request.updated_at,
+    }
 
 
 def evolve_requests(
