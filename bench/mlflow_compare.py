@@ -6,7 +6,9 @@ postgresql://postgres@127.0.0.1:5432/test), each on a fresh database dropped at 
   mlflow     `mlflow server --backend-store-uri postgresql://...` from a separate virtualenv
              (the full `mlflow` package and psycopg2-binary), created on first use under
              ~/.cache/registrar-bench/mlflow-venv (or --mlflow-venv);
-  registrar  `registrar serve` from this repository's venv.
+  registrar  `registrar serve --read-models current_state` from this repository's venv, beside
+             `registrar project` keeping the other read models (both following the store; no
+             Kafka), as production without Kafka runs it; --single-process: `serve` alone.
 
 The workload is the MLflow client of this venv (mlflow-skinny), identical for both: each client
 owns one registered model and loops over
@@ -29,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import multiprocessing
 import os
 import re
@@ -48,6 +51,9 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from fresh_database import with_fresh_database  # noqa: E402  (bench/ is not a package)
+
+from projections.catalogue import READ_MODELS  # noqa: E402
+from projections.current_state import NAME as CURRENT_STATE  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 HOST = "127.0.0.1"
@@ -76,9 +82,17 @@ def ensure_mlflow_venv(venv: Path) -> Path:
     return mlflow
 
 
+def answers(url: str) -> bool:
+    try:
+        return httpx.get(url, timeout=2).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
 @contextmanager
-def running(command: list[str], url: str, env: dict[str, str], log: Path) -> Any:
-    """Start a server process, wait until `url` answers, stop it at the end."""
+def running(command: list[str], url: str | None, env: dict[str, str], log: Path) -> Any:
+    """Start a process, wait until `url` answers (no `url`: until it says it runs), stop it at
+    the end."""
     with log.open("w") as out:
         process = subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT)
         try:
@@ -86,11 +100,8 @@ def running(command: list[str], url: str, env: dict[str, str], log: Path) -> Any
             while True:
                 if process.poll() is not None:
                     raise RuntimeError(f"{command[0]} exited:\n{log.read_text()[-3000:]}")
-                try:
-                    if httpx.get(url, timeout=2).status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    pass
+                if answers(url) if url else "Ctrl-C stops it." in log.read_text():
+                    break
                 if time.monotonic() > deadline:
                     raise RuntimeError(f"{command[0]} did not start:\n{log.read_text()[-3000:]}")
                 time.sleep(0.3)
@@ -266,10 +277,21 @@ async def compare(server: str, args: argparse.Namespace, mlflow: Path) -> None:
                 "REGISTRAR_HOST": HOST,
                 "REGISTRAR_LOG_LEVEL": "warning",
             }
-            command = [str(REPO / ".venv" / "bin" / "registrar"), "serve"]
-            with running(command, f"{uri}/healthz", env, logs / "registrar.log"):
+            registrar = str(REPO / ".venv" / "bin" / "registrar")
+            serve = [registrar, "serve"]
+            # As in production without Kafka: the API process keeps the read model its queries
+            # wait for; a projector process keeps the others.
+            project = [registrar, "project", *(n for n in READ_MODELS if n != CURRENT_STATE)]
+            if not args.single_process:
+                serve += ["--read-models", CURRENT_STATE]
+            with contextlib.ExitStack() as processes:
+                processes.enter_context(
+                    running(serve, f"{uri}/healthz", env, logs / "registrar.log")
+                )
+                if not args.single_process:
+                    processes.enter_context(running(project, None, env, logs / "project.log"))
                 for level in args.concurrency:
-                    print(f"registrar serve, concurrency {level} ...", flush=True)
+                    print(f"{' + '.join(processes_of(args))}, concurrency {level} ...", flush=True)
                     results[("registrar", level)] = run_phase(
                         uri, level, args.warmup, args.duration
                     )
@@ -277,6 +299,12 @@ async def compare(server: str, args: argparse.Namespace, mlflow: Path) -> None:
         await with_fresh_database(server, on_mlflow)
         await with_fresh_database(server, on_registrar)
     report(results, args.concurrency)
+
+
+def processes_of(args: argparse.Namespace) -> list[str]:
+    if args.single_process:
+        return ["registrar serve"]
+    return [f"registrar serve --read-models {CURRENT_STATE}", "registrar project (the others)"]
 
 
 def main() -> None:
@@ -287,6 +315,11 @@ def main() -> None:
     parser.add_argument("--mlflow-venv", type=Path, default=MLFLOW_VENV)
     parser.add_argument(
         "--mlflow-workers", type=int, default=2, help="mlflow server workers (one per core)"
+    )
+    parser.add_argument(
+        "--single-process",
+        action="store_true",
+        help="run Registrar as one `registrar serve` keeping every read model",
     )
     args = parser.parse_args()
     server = os.environ.get("REGISTRAR_DATABASE_URL") or DEFAULT_SERVER

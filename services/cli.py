@@ -7,10 +7,11 @@ import asyncio
 import gc
 import logging
 import sys
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any, get_args
 
+from projections.catalogue import READ_MODELS
 from services.access.token_commands import add_token_commands
 from services.policy_commands import add_policy_commands
 from services.runtime import PROJECTIONS, Roles
@@ -34,7 +35,7 @@ def _run_roles(
         return 2
 
     standalone = command == "up"
-    needs_kafka = roles.relay or bool(roles.projections) or roles.ingest
+    needs_kafka = roles.relay or "promotions" in roles.projections or roles.ingest
     missing = [
         variable
         for variable, value, needed in (
@@ -67,7 +68,7 @@ def _run_roles(
             f"embedded PostgreSQL in {settings.home / 'postgres'}" if embedded_pg else "PostgreSQL"
         )
         if bootstrap is None:
-            bus = "no Kafka (the projector follows the store in this process)"
+            bus = "no Kafka (read models follow the store)"
         elif embedded_kafka is not None:
             bus = f"embedded Kafka-compatible broker (Tansu) at {bootstrap}"
         else:
@@ -78,12 +79,13 @@ def _run_roles(
             if on
         ]
         parts += [f"projector {name}" for name in roles.projections]
+        parts += [f"read model {name}" for name in roles.follow]
         print(f"Running: {', '.join(parts)}. Database: {database}. Bus: {bus}.")
         if roles.api:
             print(mode.announcement())
         print("Ctrl-C stops it.", flush=True)
 
-    _tune_garbage_collector()
+    tune_garbage_collector()
     try:
         _run_event_loop(
             run(
@@ -105,7 +107,32 @@ def _run_roles(
     return 0 if started else 1
 
 
-def _tune_garbage_collector() -> None:
+def _serving(settings: Settings, args: argparse.Namespace) -> Roles:
+    """`registrar serve`: the API, and without Kafka the read models it keeps itself."""
+    if settings.kafka_bootstrap:
+        if args.read_models:
+            raise ValueError(
+                "--read-models is for running without Kafka: with REGISTRAR_KAFKA_BOOTSTRAP set,"
+                " projector services fed by Kafka keep the read models (`registrar project`)"
+            )
+        return Roles(api=True)
+    return Roles(api=True, follow=tuple(args.read_models or READ_MODELS))
+
+
+def _projecting(settings: Settings, args: argparse.Namespace) -> Roles:
+    """`registrar project`: projector services fed by Kafka, or without Kafka read models that
+    follow the store (in a process of their own, beside `registrar serve --read-models ...`)."""
+    named = tuple(args.projections)
+    if settings.kafka_bootstrap:
+        return Roles(projections=named or PROJECTIONS)
+    if "promotions" in named:
+        raise ValueError(
+            "the promotions projector publishes to Kafka: set REGISTRAR_KAFKA_BOOTSTRAP"
+        )
+    return Roles(follow=named or tuple(READ_MODELS))
+
+
+def tune_garbage_collector() -> None:
     """Collect young objects 70x less often, and leave start-up objects out of collections.
 
     A request allocates thousands of short-lived objects; at the default threshold (700) the
@@ -288,7 +315,7 @@ def _lineage(settings: Settings, args: argparse.Namespace) -> int:
 
 def _replay(settings: Settings, args: argparse.Namespace) -> int:
     """Rebuild read models one after another, each swapped in once caught up."""
-    from projections.catalogue import READ_MODELS, read_model
+    from projections.catalogue import read_model
     from services.database import create_engine, resolve_database
     from services.event_store import PostgresEventStore
     from services.replay import ProgressBar, ReplayBusy, replay
@@ -296,7 +323,7 @@ def _replay(settings: Settings, args: argparse.Namespace) -> int:
     url, _server = resolve_database(settings.database_url, settings.home)
     # A rebuild holds a batch of events and every model's state: at the default threshold the
     # collector walked them all over and over, a fifth of the CPU (bench/rebuild.py).
-    _tune_garbage_collector()
+    tune_garbage_collector()
 
     async def run() -> int:
         engine = create_engine(url, pool_size=4)
@@ -367,8 +394,16 @@ def parser() -> argparse.ArgumentParser:
     )
     serve = commands.add_parser(
         "serve",
-        help="run the API (without REGISTRAR_KAFKA_BOOTSTRAP it also runs the current-state"
-        " projector, following the store)",
+        help="run the API (without REGISTRAR_KAFKA_BOOTSTRAP it also keeps the read models,"
+        " following the store)",
+    )
+    serve.add_argument(
+        "--read-models",
+        nargs="+",
+        choices=READ_MODELS,
+        metavar="NAME",
+        help="without Kafka: only these read models follow the store in this process (default:"
+        f" all of {', '.join(READ_MODELS)}); run the others with `registrar project NAME...`",
     )
     for sub in (up, serve):
         sub.add_argument("--host", default=None, help="address to listen on (default 127.0.0.1)")
@@ -379,7 +414,11 @@ def parser() -> argparse.ArgumentParser:
             help="require bearer tokens on loopback too (always required beyond loopback)",
         )
     commands.add_parser("relay", help="publish the store's events to registry.events")
-    project = commands.add_parser("project", help="run projector services from registry.events")
+    project = commands.add_parser(
+        "project",
+        help="run projector services: from registry.events with REGISTRAR_KAFKA_BOOTSTRAP, else"
+        " following the store",
+    )
     project.add_argument(
         "projections",
         nargs="*",
@@ -440,7 +479,6 @@ def parser() -> argparse.ArgumentParser:
         help="how many edges away (default 3)",
     )
     lineage.add_argument("--url", help="a running Registrar API, e.g. http://localhost:8080")
-    from projections.catalogue import READ_MODELS
 
     replay = commands.add_parser(
         "replay",
@@ -482,14 +520,19 @@ def main(argv: list[str] | None = None) -> int:
         level=settings.log_level.upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    roles = {
-        "up": Roles.everything(),
-        "serve": Roles(api=True),
-        "relay": Roles(relay=True),
-        "project": Roles(projections=tuple(getattr(args, "projections", ()) or PROJECTIONS)),
-        "ingest": Roles(ingest=True),
+    make_roles: Callable[[], Roles] | None = {
+        "up": Roles.everything,
+        "serve": lambda: _serving(settings, args),
+        "relay": lambda: Roles(relay=True),
+        "project": lambda: _projecting(settings, args),
+        "ingest": lambda: Roles(ingest=True),
     }.get(args.command)
-    if roles is not None:
+    if make_roles is not None:
+        try:
+            roles = make_roles()
+        except ValueError as refused:
+            print(f"registrar {args.command}: {refused}", file=sys.stderr)
+            return 2
         host = getattr(args, "host", None) or settings.host
         port = settings.port if getattr(args, "port", None) is None else args.port
         return _run_roles(settings, roles, args.command, host, port, getattr(args, "auth", False))

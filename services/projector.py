@@ -14,6 +14,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from contracts.envelope import Envelope
+from services.advisory_locks import lock_key, session_lock
 from services.event_store import START, Checkpoint, PostgresEventStore, RecordedEvent
 from services.projection_status import record_progress
 from services.wake_signal import WakeSignal
@@ -65,6 +66,8 @@ class Projector:
         self._progress = asyncio.Condition()
         self.batches = 0
         """How many batches this projector has applied: queries wait for the next one."""
+        self.following = False
+        """Whether `run` follows the store now (not standing by for another process)."""
         self._ahead: tuple[Checkpoint, asyncio.Task[list[RecordedEvent]]] | None = None
         """The batch after a full one, read while that one is applied (a backlog, a rebuild)."""
 
@@ -128,12 +131,24 @@ class Projector:
     async def run(self) -> None:
         """Follow the store until cancelled. A failing batch is retried, never skipped: waiting
         1 s, then twice as long each time up to a minute, so a stuck projection is loud but does
-        not flood the log."""
-        await self.load_checkpoint()
-        try:
-            await self._follow()
-        finally:
-            self.stop_reading_ahead()
+        not flood the log.
+
+        One process at a time follows the store for a read model (a session advisory lock):
+        two applying the same events at once would race on the same rows. Another process that
+        runs it stands by and takes over when the first stops."""
+
+        def standing_by() -> None:
+            log.info("another process follows the store for %s; standing by", self.projection.name)
+
+        key = lock_key(f"registrar.projector.{self.projection.name}")
+        async with session_lock(self.store.engine, key, waiting=standing_by):
+            self.following = True
+            await self.load_checkpoint()
+            try:
+                await self._follow()
+            finally:
+                self.following = False
+                self.stop_reading_ahead()
 
     async def _follow(self) -> None:
         failures = 0

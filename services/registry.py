@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from sqlalchemy import text
@@ -78,7 +78,7 @@ class Registry:
         for stream_id, version in (also or {}).items():
             wanted[stream_id] = max(version, wanted.get(stream_id, 0))
         deadline = time.monotonic() + (self.query_wait_seconds if timeout is None else timeout)
-        following = self._following
+        following = self._following if self._following and self._following.following else None
         while wanted:
             seen = following.batches if following else 0
             async with self.engine.connect() as conn:
@@ -100,23 +100,32 @@ class Registry:
                 await following.applied_since(seen, timeout=0.05)
         return True
 
-    def start_projectors(self) -> None:
-        """Run every read model's projector in this process, following the store (when no
-        Kafka broker feeds projector services).
+    def start_projectors(self, names: Iterable[str] = READ_MODELS) -> list[asyncio.Task[None]]:
+        """Run the projectors of read models `names` in this process, following the store (when
+        no Kafka broker feeds projector services); return their tasks.
 
         Only the current-state projector is woken by each append: list queries wait for it
         (read-your-writes), so it must follow at once. The others poll, and so apply the events
         of a busy moment in one batch: waking four more projectors per command, each for a
         transaction of one event, cost more CPU than the command itself."""
+        names = set(names)
+        unknown = names - set(READ_MODELS)
+        if unknown:
+            raise ValueError(f"unknown read models {sorted(unknown)}: choose from {READ_MODELS}")
+        started = []
         for projector in self.projectors:
+            if projector.projection.name not in names:
+                continue
             if projector.projection.name == CURRENT_STATE:
                 self.on_append.append(projector.wake)
                 self._following = projector
             else:
                 projector.idle_poll_seconds = BACKGROUND_POLL_SECONDS
-            self._tasks.append(
+            started.append(
                 asyncio.create_task(projector.run(), name=f"projector {projector.projection.name}")
             )
+        self._tasks += started
+        return started
 
     async def close(self) -> None:
         for task in self._tasks:

@@ -52,6 +52,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from contracts.envelope import Envelope
+from services.advisory_locks import LockHeld, lock_key, session_lock
 from services.event_store import START, Checkpoint, PostgresEventStore
 from services.projection_status import record_progress
 from services.projector import Projection, Projector, save_checkpoint
@@ -203,24 +204,13 @@ def _is_lock_contention(error: BaseException) -> bool:
 
 @contextlib.asynccontextmanager
 async def _exclusively(store: PostgresEventStore, name: str) -> AsyncIterator[None]:
-    """Hold a session advisory lock for the replay of `name` (on an autocommit connection, so it
-    holds no transaction open while the rebuild runs)."""
-    key = int.from_bytes(hashlib.sha256(f"registrar.replay.{name}".encode()).digest()[:8], "big")
-    key -= 1 << 63 if key >= 1 << 63 else 0
-    pooled = await store.engine.raw_connection()
+    """Hold a session advisory lock for the replay of `name` while the rebuild runs."""
     try:
-        driver: asyncpg.Connection = pooled.driver_connection  # type: ignore[assignment]
-        if not await driver.fetchval("SELECT pg_try_advisory_lock($1)", key):
-            raise ReplayBusy(f"another `registrar replay` of {name!r} is running; wait for it")
-        try:
+        async with session_lock(store.engine, lock_key(f"registrar.replay.{name}")):
             yield
-        finally:
-            await driver.execute("SELECT pg_advisory_unlock($1)", key)
-    except BaseException:
-        pooled.invalidate()  # cancelled mid-statement maybe: do not reuse it
-        raise
-    else:
-        pooled.close()
+    except LockHeld:
+        busy = f"another `registrar replay` of {name!r} is running; wait for it"
+        raise ReplayBusy(busy) from None
 
 
 async def _fingerprint(conn: AsyncConnection, tables: Sequence[str]) -> str:

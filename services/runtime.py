@@ -33,7 +33,10 @@ class Roles:
     api: bool = False
     relay: bool = False
     projections: tuple[str, ...] = ()
+    """Projector services fed by Kafka."""
     ingest: bool = False
+    follow: tuple[str, ...] = ()
+    """Read models whose projectors follow the store in this process (no Kafka)."""
 
     @classmethod
     def everything(cls) -> Roles:
@@ -115,8 +118,8 @@ async def run(
                 registry.on_append.append(relay.wake)
                 process.tasks.append(asyncio.create_task(relay.run(), name="relay"))
             process.consumers = _consumers(kafka_bootstrap, registry, roles)
-        elif roles.api:
-            registry.start_projectors()  # no bus: follow the store in this process
+        else:  # no bus: these read models follow the store in this process
+            process.tasks += registry.start_projectors(roles.follow)
         if process.consumers:
             # Started beside the API, not before it: joining consumer groups takes seconds, and
             # queries wait for the projection anyway.

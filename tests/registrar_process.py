@@ -30,9 +30,10 @@ def registrar_env(**overrides: str | None) -> dict[str, str]:
 
 @contextmanager
 def running_registrar(
-    *args: str, env: dict[str, str], cwd: Path, startup_seconds: float = 60
+    *args: str, env: dict[str, str], cwd: Path, startup_seconds: float = 60, api: bool = True
 ) -> Iterator[tuple[str, list[str]]]:
-    """Start `registrar ARGS` and yield (its URL, the lines it printed so far); Ctrl-C at exit."""
+    """Start `registrar ARGS` and yield (its URL, the lines it printed so far); Ctrl-C at exit.
+    `api=False`: a command that serves no API (its URL is then "")."""
     proc = subprocess.Popen(
         [str(BIN / "registrar"), *args],
         env=env,
@@ -56,6 +57,10 @@ def running_registrar(
             if found:
                 url = found.group(1)
             announced = "Ctrl-C stops it." in line
+        if not api:
+            assert announced and proc.poll() is None, "registrar stopped:\n" + "".join(lines)
+            yield "", lines
+            return
         assert url is not None, "registrar did not start:\n" + "".join(lines)
         assert httpx.get(f"{url}/healthz", timeout=10).status_code == 200
         yield url, lines

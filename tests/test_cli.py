@@ -7,6 +7,7 @@ import subprocess
 from pathlib import Path
 
 import httpx
+from conftest import create_database, drop_database
 from registrar_process import BIN, registrar_env, running_registrar
 
 from contracts.schemas import contract_models
@@ -45,6 +46,52 @@ def test_serve_without_a_database_url_says_what_to_do(tmp_path: Path) -> None:
     result = run("serve", "--port", "0", env=registrar_env(), cwd=tmp_path)
     assert result.returncode == 2
     assert "REGISTRAR_DATABASE_URL" in result.stderr
+
+
+def test_read_models_can_follow_the_store_in_a_process_of_their_own(
+    server_url: str, tmp_path: Path
+) -> None:
+    url, name = create_database(server_url)
+    env = registrar_env(REGISTRAR_DATABASE_URL=url, REGISTRAR_QUERY_WAIT_SECONDS="2")
+    audit_of_split = {"model": "split", "action": "ModelRegistered"}
+    try:
+        serve = ("serve", "--port", "0", "--read-models", "current_state")
+        with running_registrar(*serve, env=env, cwd=tmp_path) as (api, lines):
+            assert "read model current_state" in "".join(lines)
+            created = httpx.post(f"{api}/v1/models", json={"name": "split"})
+            assert created.status_code == 201
+            wanted = {**audit_of_split, "min_position": created.json()["position"]}
+            # Current state follows in the API's process: the model is listed at once...
+            assert [m["name"] for m in httpx.get(f"{api}/v1/models").json()["models"]] == ["split"]
+            # ...but nothing keeps the audit trail until a projector process does.
+            unkept = httpx.get(f"{api}/v1/audit", params=wanted, timeout=10)
+            assert unkept.status_code == 503, unkept.text
+            assert "audit_trail read model has not reached" in unkept.json()["error"]["message"]
+
+            project = ("project", "audit_trail", "stage_history")
+            with running_registrar(*project, env=env, cwd=tmp_path, api=False) as (_, said):
+                assert "read model audit_trail, read model stage_history" in "".join(said)
+                kept = httpx.get(f"{api}/v1/audit", params=wanted, timeout=10)
+                assert kept.status_code == 200, kept.text
+                assert [(e["actor"], e["model"]) for e in kept.json()["events"]] == [
+                    ("anonymous", "split")
+                ]
+            assert said[-1] == "[exit code 0]\n"
+    finally:
+        drop_database(server_url, name)
+
+
+def test_the_promotions_projector_needs_kafka(tmp_path: Path) -> None:
+    env = registrar_env(REGISTRAR_DATABASE_URL="postgresql://nowhere/none")
+    result = run("project", "promotions", env=env, cwd=tmp_path)
+    assert result.returncode == 2
+    assert "promotions projector publishes to Kafka" in result.stderr
+    both = registrar_env(
+        REGISTRAR_DATABASE_URL="postgresql://nowhere/none", REGISTRAR_KAFKA_BOOTSTRAP="nowhere:9"
+    )
+    result = run("serve", "--read-models", "lineage", env=both, cwd=tmp_path)
+    assert result.returncode == 2
+    assert "--read-models is for running without Kafka" in result.stderr
 
 
 def test_migrate_applies_the_schema_once(database_url: str, tmp_path: Path) -> None:

@@ -191,3 +191,40 @@ async def test_a_failing_batch_is_retried_and_nothing_is_skipped(
             await task
     assert projector.projection.failed  # type: ignore[attr-defined]
     assert await tables(engine) == expected
+
+
+async def test_one_process_at_a_time_follows_the_store_and_another_takes_over(
+    engine: AsyncEngine, history: PostgresEventStore
+) -> None:
+    """Two projectors of one read model on one database (two `registrar serve`, say): one
+    follows, the other stands by without applying anything, and takes over when the first
+    stops."""
+    await forget_projection(engine)
+    first = Projector(history, CurrentStateProjection(history))
+    second = Projector(history, CurrentStateProjection(history))
+    following = asyncio.create_task(first.run())
+    standing_by: asyncio.Task[None] | None = None
+    try:
+        last = (await history.read_all(START, 10_000))[-1].checkpoint
+        assert await first.wait_for(last, timeout=30)
+        standing_by = asyncio.create_task(second.run())
+        # The second has not taken the lock nor applied a batch while the first runs.
+        assert not await second.wait_for(last, timeout=1.5)
+        assert (second.following, second.batches) == (False, 0)
+
+        following.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await following
+        handler = CommandHandler(history)
+        await handler.handle(RegisterModel(name="after-the-handover"), CommandMeta("tester"))
+        newest = (await history.read_all(last, 10))[-1].checkpoint
+        assert await second.wait_for(newest, timeout=30)
+        assert second.following
+    finally:
+        for task in (following, standing_by):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+    names = [m["name"] for m in (await tables(engine))["models"]]
+    assert "after-the-handover" in names
