@@ -48,6 +48,10 @@ async def save_checkpoint(conn: AsyncConnection, name: str, checkpoint: Checkpoi
     )
 
 
+WAITED_POLL_SECONDS = 0.002
+"""How soon a projector looks again, while a query waits for it, after finding nothing new."""
+
+
 class Projector:
     def __init__(
         self,
@@ -68,6 +72,8 @@ class Projector:
         """How many batches this projector has applied: queries wait for the next one."""
         self.following = False
         """Whether `run` follows the store now (not standing by for another process)."""
+        self._waiters = 0
+        """Queries waiting for the next batch (applied_since)."""
         self._ahead: tuple[Checkpoint, asyncio.Task[list[RecordedEvent]]] | None = None
         """The batch after a full one, read while that one is applied (a backlog, a rebuild)."""
 
@@ -170,13 +176,23 @@ class Projector:
             failures = 0
             if applied == self.batch_size:
                 continue
-            await self._wake.sleep(self.idle_poll_seconds)
+            await self._wake.sleep(WAITED_POLL_SECONDS if self._waiters else self.idle_poll_seconds)
 
     async def applied_since(self, batches: int, timeout: float) -> None:
-        """Return once a batch after the `batches`-th is applied, or after `timeout` seconds."""
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(timeout), self._progress:
-                await self._progress.wait_for(lambda: self.batches > batches)
+        """Return once a batch after the `batches`-th is applied, or after `timeout` seconds.
+
+        While someone waits, the projector looks every WAITED_POLL_SECONDS: an append wakes it,
+        but the catch-up reader may not see that event yet (another transaction still running
+        on the server holds its horizon back), and the next look would otherwise be a whole idle
+        poll away."""
+        self._waiters += 1
+        self.wake()
+        try:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(timeout), self._progress:
+                    await self._progress.wait_for(lambda: self.batches > batches)
+        finally:
+            self._waiters -= 1
 
     async def wait_for(self, target: Checkpoint, timeout: float) -> bool:
         """Wait until the projection has applied everything up to `target`; False on timeout."""
