@@ -459,16 +459,21 @@ class ServerProcess:
     log: Path
 
 
+SPLIT_READ_MODELS = ("approvals", "lineage", "audit_trail", "stage_history")
+"""With --split, the read models a `registrar project` process keeps beside the servers."""
+
+
 class Servers:
-    """`count` `registrar serve` processes on the fresh database, each on its own port; only the
-    first runs the projector (`registrar serve` has no --workers: several processes are the way
-    to use more than one core)."""
+    """`count` `registrar serve` processes on the fresh database, each on its own port
+    (`registrar serve` has no --workers: several processes are the way to use more than one
+    core); one at a time follows the store for each read model, the others stand by. With
+    `split`, the servers keep only current_state and a `registrar project` process the rest."""
 
     def __init__(
-        self, registrar: str, database_url: str, count: int, log_dir: Path, projector: bool = True
+        self, registrar: str, database_url: str, count: int, log_dir: Path, split: bool = False
     ) -> None:
         self.registrar, self.database_url, self.count = registrar, database_url, count
-        self.projector = projector
+        self.split = split
         self.log_dir = log_dir
         self.processes: list[ServerProcess] = []
 
@@ -478,20 +483,42 @@ class Servers:
 
     @property
     def ports(self) -> list[int]:
-        return [p.port for p in self.processes]
+        return [p.port for p in self.processes if p.port]  # not the projector's (0)
 
     async def start(self, timeout: float) -> None:
         for index in range(self.count):
             await self._start_one(index, timeout)
+        if self.split:
+            await self._start_projector(timeout)
 
-    async def _start_one(self, index: int, timeout: float) -> None:
-        port = _free_port()
+    def _env(self) -> dict[str, str]:
         env = dict(os.environ)
         env["REGISTRAR_DATABASE_URL"] = self.database_url
         env["REGISTRAR_LOG_LEVEL"] = "warning"
+        return env
+
+    async def _start_projector(self, timeout: float) -> None:
+        log = self.log_dir / "project.log"
+        with open(log, "wb") as out:
+            process = subprocess.Popen(
+                [self.registrar, "project", *SPLIT_READ_MODELS], env=self._env(), stdout=out,
+                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=self.log_dir,
+                start_new_session=True,
+            )  # fmt: skip
+        projector = ServerProcess(0, process, log)
+        self.processes.append(projector)
+        give_up = time.monotonic() + timeout
+        while b"Ctrl-C stops it." not in log.read_bytes():
+            if process.poll() is not None or time.monotonic() > give_up:
+                raise RuntimeError("`registrar project` did not start:\n" + self.tail(projector))
+            await asyncio.sleep(0.1)
+
+    async def _start_one(self, index: int, timeout: float) -> None:
+        port = _free_port()
+        env = self._env()
         command = [self.registrar, "serve", "--host", HOST, "--port", str(port)]
-        if index > 0 or not self.projector:
-            command.append("--no-projector")
+        if self.split:
+            command += ["--read-models", "current_state"]
         log = self.log_dir / f"server-{index}.log"
         with open(log, "wb") as out:
             process = subprocess.Popen(
@@ -563,7 +590,7 @@ class Options:
     ceiling_seconds: int
     registrar: str
     keep_logs: bool
-    projector: bool
+    split: bool
 
 
 class Bench:
@@ -724,11 +751,12 @@ def print_phase(result: PhaseResult, servers: int) -> None:
 
 
 def print_summary(
-    results: list[PhaseResult], ceiling: list[Any], servers: int, projector: bool = True
+    results: list[PhaseResult], ceiling: list[Any], servers: int, split: bool = False
 ) -> None:
     print("\n" + "=" * 100)
     print(
-        f"SUMMARY  (servers={servers}{'' if projector else ', --no-projector'}; latency in ms; CPU in % of one core; {GOAL})"
+        f"SUMMARY  (servers={servers}{' + registrar project, --split' if split else ''};"
+        f" latency in ms; CPU in % of one core; {GOAL})"
     )
     print(f"   {'phase':<10}{'c':>4}  {'layout':<11}{'commands':>9}{'errors':>8}{'cmd/s':>9}"
           f"{'p50':>8}{'p90':>8}{'p99':>8}{'max':>8}  {'server%':>8}{'pg%':>6}{'gen%':>6}{'other%':>7}"
@@ -833,10 +861,10 @@ def parse_args(argv: list[str] | None = None) -> Options:
     parser.add_argument("--ceiling-seconds", type=int, default=10)
     parser.add_argument("--registrar", default=None, help="the registrar executable")
     parser.add_argument(
-        "--no-projector",
-        dest="projector",
-        action="store_false",
-        help="run the servers with --no-projector (to see what projecting costs)",
+        "--split",
+        action="store_true",
+        help="servers keep only the current_state read model; a `registrar project` process"
+        " keeps the others (production's layout without Kafka)",
     )
     parser.add_argument("--keep-logs", action="store_true", help="keep the server logs' folder")
     args = parser.parse_args(argv)
@@ -868,7 +896,7 @@ def parse_args(argv: list[str] | None = None) -> Options:
         timeout=args.timeout, py_spy=args.py_spy, py_spy_rate=args.py_spy_rate,
         py_spy_args=args.py_spy_args.split(), py_spy_phase=py_spy_phase,
         ceiling=args.ceiling, ceiling_seconds=args.ceiling_seconds, registrar=registrar,
-        keep_logs=args.keep_logs, projector=args.projector,
+        keep_logs=args.keep_logs, split=args.split,
     )  # fmt: skip
 
 
@@ -890,7 +918,7 @@ async def amain(opts: Options) -> int:
     results: list[PhaseResult] = []
     server = pg_insert_ceiling.Server.from_url(url)
     async with pg_insert_ceiling.fresh_database(server, "registrar_bench") as db:
-        servers = Servers(opts.registrar, db.url(), opts.servers, log_dir, opts.projector)
+        servers = Servers(opts.registrar, db.url(), opts.servers, log_dir, opts.split)
         try:
             await servers.start(timeout=60.0)
             print(f"database {db.database}; registrar serve pid(s) {servers.pids} on port(s) "
@@ -916,7 +944,7 @@ async def amain(opts: Options) -> int:
             raise
         finally:
             servers.stop()
-    print_summary(results, ceiling, opts.servers, opts.projector)
+    print_summary(results, ceiling, opts.servers, opts.split)
     if not opts.keep_logs:
         shutil.rmtree(log_dir, ignore_errors=True)
     else:
