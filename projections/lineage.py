@@ -37,6 +37,10 @@ from services.stream_states import StreamStates
 NAME = "lineage"
 KINDS = ("dataset", "run", "commit", "version", "deployment")
 MAX_DEPTH = 25
+MAX_EDGES = 10_000
+"""The most edges one lineage answer holds by default; beyond it the answer says truncated."""
+MAX_EDGES_LIMIT = 100_000
+"""The most a caller may ask for."""
 Direction = Literal["upstream", "downstream", "both"]
 
 
@@ -389,9 +393,12 @@ _WALK = text(
         ) s
         WHERE w.depth < :depth
     )
-    SELECT DISTINCT src, dst, kind, relation FROM walk
+    SELECT src, dst, kind, relation FROM walk
     """
 )
+"""Breadth first, nearest edges first, an edge once per depth and direction it is reached at
+(`graph` keeps the first): read through a cursor, PostgreSQL computes the walk only as far as
+it is read, so a capped answer costs no more than its cap."""
 
 # Every node below `start`, however deep: UNION over the node alone visits each node once.
 _DESCENDANTS = text(
@@ -438,11 +445,18 @@ async def _nodes(conn: AsyncConnection, keys: Iterable[str]) -> dict[str, dict[s
 
 
 async def graph(
-    conn: AsyncConnection, node_id: str, direction: Direction = "both", depth: int = 3
+    conn: AsyncConnection,
+    node_id: str,
+    direction: Direction = "both",
+    depth: int = 3,
+    max_edges: int = MAX_EDGES,
 ) -> dict[str, Any]:
-    """The nodes and edges within `depth` edges of `node_id`, upstream, downstream or both."""
+    """The nodes and edges within `depth` edges of `node_id`, upstream, downstream or both: the
+    nearest `max_edges` edges, and `truncated` if there were more."""
     if not 1 <= depth <= MAX_DEPTH:
         raise Invalid(f"depth must be between 1 and {MAX_DEPTH}, got {depth}")
+    if not 1 <= max_edges <= MAX_EDGES_LIMIT:
+        raise Invalid(f"max_edges must be between 1 and {MAX_EDGES_LIMIT}, got {max_edges}")
     start = await node_key(conn, node_id)
     params = {
         "start": start,
@@ -450,12 +464,27 @@ async def graph(
         "up": direction in ("upstream", "both"),
         "down": direction in ("downstream", "both"),
     }
-    edges = (await conn.execute(_WALK, params)).all()
+    found: dict[tuple[str, str, str, str | None], Any] = {}
+    truncated = False
+    walked = await conn.stream(_WALK.execution_options(yield_per=1000), params)
+    try:
+        async for edge in walked:
+            key = (edge.src, edge.dst, edge.kind, edge.relation)
+            if key in found:
+                continue
+            if len(found) == max_edges:
+                truncated = True
+                break
+            found[key] = edge
+    finally:
+        await walked.close()
+    edges = list(found.values())
     nodes = await _nodes(conn, {start, *(e.src for e in edges), *(e.dst for e in edges)})
     return {
         "node": nodes[start]["id"],
         "direction": direction,
         "depth": depth,
+        "truncated": truncated,
         "nodes": sorted(nodes.values(), key=lambda n: (n["kind"], n["id"])),
         "edges": sorted(
             (

@@ -283,7 +283,12 @@ def _lineage(settings: Settings, args: argparse.Namespace) -> int:
     from services.domain.errors import DomainError
 
     if args.url:
-        query = {"node": args.node, "direction": args.direction, "depth": args.depth}
+        query = {
+            "node": args.node,
+            "direction": args.direction,
+            "depth": args.depth,
+            "max_edges": args.max_edges,
+        }
         try:
             response = httpx.get(f"{args.url.rstrip('/')}/v1/lineage", params=query, timeout=60)
         except httpx.HTTPError as failed:
@@ -300,7 +305,7 @@ def _lineage(settings: Settings, args: argparse.Namespace) -> int:
             engine = create_engine(url, pool_size=1)
             try:
                 async with engine.connect() as conn:
-                    return await graph(conn, args.node, args.direction, args.depth)
+                    return await graph(conn, args.node, args.direction, args.depth, args.max_edges)
             finally:
                 await engine.dispose()
 
@@ -310,6 +315,12 @@ def _lineage(settings: Settings, args: argparse.Namespace) -> int:
             print(refused.message, file=sys.stderr)
             return 1
     sys.stdout.write(render(drawn, args.format))
+    if drawn.get("truncated"):
+        print(
+            f"registrar lineage: more than {args.max_edges} edges; drew the nearest"
+            " (raise --max-edges or lower --depth)",
+            file=sys.stderr,
+        )
     return 0
 
 
@@ -378,7 +389,7 @@ def _export_contracts(directory: Path) -> int:
 
 
 def parser() -> argparse.ArgumentParser:
-    from projections.lineage import MAX_DEPTH, Direction
+    from projections.lineage import MAX_DEPTH, MAX_EDGES, Direction
     from projections.lineage_render import FORMATS
 
     root = argparse.ArgumentParser(
@@ -477,6 +488,12 @@ def parser() -> argparse.ArgumentParser:
         default=3,
         metavar=f"1..{MAX_DEPTH}",
         help="how many edges away (default 3)",
+    )
+    lineage.add_argument(
+        "--max-edges",
+        type=int,
+        default=MAX_EDGES,
+        help=f"draw at most this many edges, nearest first (default {MAX_EDGES})",
     )
     lineage.add_argument("--url", help="a running Registrar API, e.g. http://localhost:8080")
 

@@ -195,6 +195,34 @@ async def test_depth_and_direction_bound_the_walk(api: httpx.AsyncClient) -> Non
     }
 
 
+async def test_an_answer_holds_the_nearest_edges_up_to_its_cap_and_says_it_was_cut(
+    api: httpx.AsyncClient,
+) -> None:
+    w = Writes(api)
+    data = unique("wide")
+    wide = await w.model(unique("wide"))
+    for _ in range(6):
+        await w.version(wide, datasets=[{"name": data, "version": "v1"}])
+    dataset = f"dataset:{data}@v1"
+    whole = await w.lineage(dataset, direction="downstream", depth=1)
+    assert (whole["truncated"], len(whole["edges"])) == (False, 6)
+    capped = await w.lineage(dataset, direction="downstream", depth=1, max_edges=4)
+    assert (capped["truncated"], len(capped["edges"])) == (True, 4)
+    assert edges(capped) < edges(whole)
+    assert {e["from"] for e in capped["edges"]} | {dataset} == ids(capped)
+
+    chain = await w.model(unique("chain"))
+    await w.version(chain)
+    for number in (2, 3):
+        await w.version(chain, parents=[{"model": chain, "version": number - 1}])
+    first = f"version:{chain}/1"
+    nearest = await w.lineage(first, direction="downstream", depth=3, max_edges=1)
+    assert nearest["truncated"]
+    assert edges(nearest) == {(f"version:{chain}/2", first, "derived_from")}
+    exact = await w.lineage(first, direction="downstream", depth=3, max_edges=2)
+    assert not exact["truncated"] and len(exact["edges"]) == 2
+
+
 async def test_impact_names_every_descendant_and_which_are_in_production_or_aliased(
     api: httpx.AsyncClient,
 ) -> None:
@@ -276,13 +304,15 @@ async def test_a_deleted_model_keeps_its_versions_in_the_graph_marked_deleted(
         ({"node": "dataset:x", "depth": "deep"}, 422, "depth"),
         ({}, 422, "node"),
         ({"node": "dataset:x", "min_position": 10**12}, 422, "min_position"),
+        ({"node": "dataset:x@v1", "max_edges": 0}, 422, "max_edges"),
+        ({"node": "dataset:x@v1", "max_edges": 100_001}, 422, "max_edges"),
     ],
 )
 async def test_bad_lineage_queries_get_a_4xx_saying_what_is_wrong(
     api: httpx.AsyncClient, params: dict[str, Any], status: int, says: str
 ) -> None:
     for path in ("/v1/lineage", "/v1/lineage/impact"):
-        if path.endswith("impact") and set(params) & {"direction", "depth"}:
+        if path.endswith("impact") and set(params) & {"direction", "depth", "max_edges"}:
             continue
         response = await api.get(path, params=params)
         assert response.status_code == status, (path, response.text)

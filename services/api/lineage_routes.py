@@ -8,7 +8,15 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Request
 from sqlalchemy import text
 
-from projections.lineage import MAX_DEPTH, NAME, Direction, graph, impact
+from projections.lineage import (
+    MAX_DEPTH,
+    MAX_EDGES,
+    MAX_EDGES_LIMIT,
+    NAME,
+    Direction,
+    graph,
+    impact,
+)
 from services.api.context import registry_of
 from services.api.queries import MinPosition
 from services.api.read_model_wait import wait_for_read_model
@@ -50,12 +58,21 @@ async def lineage(
     node: NodeId,
     direction: Direction = "both",
     depth: Annotated[int, Query(ge=1, le=MAX_DEPTH, description="How many edges away")] = 3,
+    max_edges: Annotated[
+        int,
+        Query(
+            ge=1,
+            le=MAX_EDGES_LIMIT,
+            description="The most edges to return, nearest first; `truncated` says if there"
+            " were more",
+        ),
+    ] = MAX_EDGES,
     min_position: MinPosition = None,
 ) -> JSON:
     registry = registry_of(request)
     await wait_for_read_model(registry, NAME, min_position, _APPLIED)
     async with registry.engine.connect() as conn:
-        return JSON(await graph(conn, node, direction, depth))
+        return JSON(await graph(conn, node, direction, depth, max_edges))
 
 
 @router.get(
