@@ -35,6 +35,10 @@ def create_engine(url: str, pool_size: int = 20) -> AsyncEngine:
         # json/jsonb results (event payloads above all) decoded by orjson, not the stdlib: a
         # fifth of a projection rebuild's CPU went to json.loads (bench/rebuild.py).
         json_deserializer=loads,
+        # No JIT compilation: the planner's estimates for recursive walks (lineage) run to
+        # hundreds of millions of rows, so PostgreSQL compiled a 1 ms query for 170 ms first.
+        # Registrar's queries are short; JIT only pays off for long analytical ones.
+        connect_args={"server_settings": {"jit": "off"}},
     )
 
 
