@@ -8,12 +8,30 @@ import asyncio
 import contextlib
 import hashlib
 from collections.abc import AsyncIterator, Callable
+from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 
 class LockHeld(Exception):
     """Another session holds the lock."""
+
+
+class LockLost(Exception):
+    """The session that held the lock is gone (the server restarted, the connection dropped):
+    another process may hold it now."""
+
+
+class HeldLock:
+    def __init__(self, driver: Any) -> None:
+        self._driver = driver
+
+    async def check(self) -> None:
+        """Raise LockLost unless the session holding the lock still answers."""
+        try:
+            await self._driver.fetchval("SELECT 1")
+        except Exception as gone:
+            raise LockLost(str(gone)) from gone
 
 
 def lock_key(purpose: str) -> int:
@@ -29,7 +47,7 @@ async def session_lock(
     *,
     waiting: Callable[[], None] | None = None,
     retry_seconds: float = 1.0,
-) -> AsyncIterator[None]:
+) -> AsyncIterator[HeldLock]:
     """Hold advisory lock `key` while inside. Held elsewhere: without `waiting`, raise LockHeld at
     once; with it, call `waiting()` once and try again every `retry_seconds` until it is free.
     The connection is autocommit: holding the lock holds no transaction open."""
@@ -46,9 +64,10 @@ async def session_lock(
                 announced = True
             await asyncio.sleep(retry_seconds)
         try:
-            yield
+            yield HeldLock(driver)
         finally:
-            await driver.execute("SELECT pg_advisory_unlock($1)", key)
+            with contextlib.suppress(Exception):  # a lost session holds nothing to release
+                await driver.execute("SELECT pg_advisory_unlock($1)", key)
     except BaseException:
         pooled.invalidate()  # cancelled mid-statement maybe: close the session, freeing the lock
         raise

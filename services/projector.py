@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Sequence
 from typing import Protocol
 
@@ -14,7 +15,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from contracts.envelope import Envelope
-from services.advisory_locks import lock_key, session_lock
+from services.advisory_locks import HeldLock, lock_key, session_lock
 from services.event_store import START, Checkpoint, PostgresEventStore, RecordedEvent
 from services.projection_status import record_progress
 from services.wake_signal import WakeSignal
@@ -48,6 +49,8 @@ async def save_checkpoint(conn: AsyncConnection, name: str, checkpoint: Checkpoi
     )
 
 
+LOCK_CHECK_SECONDS = 5.0
+"""How often a following projector checks that the session holding its lock is alive."""
 WAITED_POLL_SECONDS = 0.002
 """How soon a projector looks again, while a query waits for it, after finding nothing new."""
 
@@ -74,6 +77,7 @@ class Projector:
         """Whether `run` follows the store now (not standing by for another process)."""
         self._waiters = 0
         """Queries waiting for the next batch (applied_since)."""
+        self.lock_check_seconds = LOCK_CHECK_SECONDS
         self._ahead: tuple[Checkpoint, asyncio.Task[list[RecordedEvent]]] | None = None
         """The batch after a full one, read while that one is applied (a backlog, a rebuild)."""
 
@@ -141,24 +145,39 @@ class Projector:
 
         One process at a time follows the store for a read model (a session advisory lock):
         two applying the same events at once would race on the same rows. Another process that
-        runs it stands by and takes over when the first stops."""
+        runs it stands by and takes over when the first stops. The session holding the lock is
+        checked every `lock_check_seconds`: lost (the server restarted, say), or the database
+        away, the lock is taken again (or waited for, if another process took it meanwhile)."""
 
         def standing_by() -> None:
             log.info("another process follows the store for %s; standing by", self.projection.name)
 
         key = lock_key(f"registrar.projector.{self.projection.name}")
-        async with session_lock(self.store.engine, key, waiting=standing_by):
-            self.following = True
-            await self.load_checkpoint()
-            try:
-                await self._follow()
-            finally:
-                self.following = False
-                self.stop_reading_ahead()
-
-    async def _follow(self) -> None:
-        failures = 0
         while True:
+            try:
+                async with session_lock(self.store.engine, key, waiting=standing_by) as held:
+                    self.following = True
+                    await self.load_checkpoint()
+                    try:
+                        await self._follow(held)
+                    finally:
+                        self.following = False
+                        self.stop_reading_ahead()
+            except Exception as failed:  # LockLost, or the database is away: take it again
+                log.warning(
+                    "projection %s lost or could not take its lock (%r); trying again in 1 s",
+                    self.projection.name,
+                    failed,
+                )
+                await asyncio.sleep(1.0)
+
+    async def _follow(self, held: HeldLock) -> None:
+        failures = 0
+        checked = time.monotonic()
+        while True:
+            if time.monotonic() - checked >= self.lock_check_seconds:
+                await held.check()  # LockLost: another process may follow the store now
+                checked = time.monotonic()
             try:
                 applied = await self.catch_up_once()
             except asyncio.CancelledError:

@@ -228,3 +228,47 @@ async def test_one_process_at_a_time_follows_the_store_and_another_takes_over(
                     await task
     names = [m["name"] for m in (await tables(engine))["models"]]
     assert "after-the-handover" in names
+
+
+async def test_a_projector_whose_lock_session_dies_takes_the_lock_again_and_goes_on(
+    engine: AsyncEngine, history: PostgresEventStore
+) -> None:
+    await forget_projection(engine)
+    projector = Projector(history, CurrentStateProjection(history))
+    projector.lock_check_seconds = 0.05
+    following = asyncio.create_task(projector.run())
+    try:
+        last = (await history.read_all(START, 10_000))[-1].checkpoint
+        assert await projector.wait_for(last, timeout=30)
+
+        async def lock_holders() -> list[int]:
+            async with engine.connect() as conn:
+                held = await conn.execute(
+                    text(
+                        "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted"
+                        " AND database = (SELECT oid FROM pg_database"
+                        " WHERE datname = current_database())"
+                    )
+                )
+                return list(held.scalars())
+
+        [first] = await lock_holders()
+        async with engine.connect() as conn:  # as a server restart would: the session is gone
+            ended = await conn.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": first})
+            assert ended.scalar() is True
+        for _ in range(200):  # the projector notices within lock_check_seconds, then retakes it
+            if (await lock_holders()) not in ([], [first]):
+                break
+            await asyncio.sleep(0.05)
+        [again] = await lock_holders()
+        assert again != first
+        await CommandHandler(history).handle(
+            RegisterModel(name="after-the-lost-lock"), CommandMeta("tester")
+        )
+        newest = (await history.read_all(last, 10))[-1].checkpoint
+        assert await projector.wait_for(newest, timeout=30)
+        assert projector.following
+    finally:
+        following.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await following
