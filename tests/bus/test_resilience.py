@@ -31,6 +31,7 @@ from typing import Any
 
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
 from conftest import create_database, drop_database
 from registrar_process import BIN, registrar_env
 from sqlalchemy import text
@@ -727,7 +728,11 @@ async def test_a_broker_that_restarts_empty_under_load_converges(bus: Bus) -> No
                 f"{load.accepted} commands accepted ({load.events} events), {load.refused} refused"
             )
             assert load.events > before > 0
-            took = await wait_until_converged(registry.engine)
+            try:
+                took = await wait_until_converged(registry.engine)
+            except AssertionError:
+                await print_why_streams_are_behind(bus, registry.engine)
+                raise
             print(f"converged {took:.1f} s after the load")
             assert relay.running and projector.running, "a process died with the broker"
             assert "republishing from the start" in relay.output()
@@ -735,6 +740,47 @@ async def test_a_broker_that_restarts_empty_under_load_converges(bus: Bus) -> No
         except BaseException:
             bus.print_logs()
             raise
+
+
+async def print_why_streams_are_behind(bus: Bus, engine: AsyncEngine) -> None:
+    """For a failed convergence: each stream the projection is behind on, its versions in the
+    store and in the projection, and where its records are on registry.events (were they never
+    published, or published and not applied?), with the relay's own record of its progress."""
+    async with engine.connect() as conn:
+        behind = (
+            await conn.execute(
+                text(
+                    "SELECT s.stream_id, s.last, coalesce(m.stream_version, 0) AS projected"
+                    " FROM (SELECT stream_id, max(stream_version) AS last FROM events"
+                    " GROUP BY stream_id) AS s LEFT JOIN cs_models m USING (stream_id)"
+                    " WHERE coalesce(m.stream_version, 0) <> s.last"
+                )
+            )
+        ).all()
+        relay = (await conn.execute(text("SELECT * FROM relay_state"))).all()
+    print(f"relay_state: {[dict(row._mapping) for row in relay]}")
+    admin = AIOKafkaAdminClient(bootstrap_servers=bus.broker.bootstrap)
+    await admin.start()
+    try:
+        committed = await admin.list_consumer_group_offsets("registrar.projection.current_state")
+        print(f"the projector's committed offsets: {committed}")
+    except Exception as failed:  # a diagnosis must not hide the failure it explains
+        print(f"the projector's committed offsets: unknown ({failed!r})")
+    finally:
+        await admin.close()
+    wanted = set(await store_events(engine))
+    try:
+        records = await read_registry_events(bus.broker.bootstrap, wanted, timeout=10)
+    except AssertionError as missing:
+        print(f"registry.events: {missing}")
+        records = []
+    for row in behind:
+        mine = [r for r in records if r.stream_id == row.stream_id]
+        print(
+            f"stream {row.stream_id}: store v{row.last}, projected v{row.projected};"
+            f" on registry.events (partition:offset:version):"
+            f" {[f'{r.partition}:{r.offset}:{r.stream_version}' for r in mine]}"
+        )
 
 
 async def write_backlog(store: PostgresEventStore, prefix: str, streams: int, versions: int) -> int:
