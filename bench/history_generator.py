@@ -76,7 +76,7 @@ from contracts.commands import (
     UpdateVersionDescription,
 )
 from contracts.envelope import Envelope
-from contracts.events import SCHEMA_VERSION, ModelRegistered, ModelRenamed
+from contracts.events import SCHEMA_VERSION, ModelDeleted, ModelRegistered, ModelRenamed
 from contracts.identifiers import derived_event_id
 from contracts.training import RUN_SCHEMA_VERSION, ArtifactRef, CodeRef, RecordRun
 from contracts.values import DatasetRef, ParentRef, Stage
@@ -200,8 +200,9 @@ class _Generator:
         self.start = start.timestamp()
         self.span = days * 86_400.0
         self.rows: list[tuple[Any, ...]] = []
-        self.claims: list[tuple[str, str]] = []
-        self.retires: list[str] = []
+        self.claims: list[tuple[str, str, datetime]] = []
+        self.retires: list[tuple[str, str, datetime]] = []
+        """Names let go: (name, stream, when); a deleted model's (empty name: all of them)."""
         self.snapshots: dict[str, tuple[int, str, uuid.UUID, ModelState]] = {}
         self.written = 0
         self.first_at: datetime | None = None
@@ -558,10 +559,12 @@ class _Generator:
         for event, envelope in zip(decided, envelopes, strict=True):
             state = evolve(state, event, envelope.recorded_at)  # type: ignore[arg-type]
             if isinstance(event, ModelRegistered):
-                self.claims.append((event.name, model.stream_id))
+                self.claims.append((event.name, model.stream_id, envelope.recorded_at))
             elif isinstance(event, ModelRenamed):
-                self.claims.append((event.new_name, model.stream_id))
-                self.retires.append(event.old_name)
+                self.claims.append((event.new_name, model.stream_id, envelope.recorded_at))
+                self.retires.append((event.old_name, model.stream_id, envelope.recorded_at))
+            elif isinstance(event, ModelDeleted):
+                self.retires.append(("", model.stream_id, envelope.recorded_at))
         model.state = state
         last = envelopes[-1]
         model.head = StreamHead(last.stream_version, last.hash)
@@ -626,21 +629,28 @@ class _Generator:
 async def _write(
     conn: asyncpg.Connection,
     rows: list[tuple[Any, ...]],
-    claims: list[tuple[str, str]],
-    retires: list[str],
+    claims: list[tuple[str, str, datetime]],
+    retires: list[tuple[str, str, datetime]],
 ) -> None:
-    """One batch, in one short transaction: the events and the names they claim or retire."""
+    """One batch, in one short transaction: the events and the names they claim or let go (as
+    the store's append does: a rename lets the former name go, a deletion every name held)."""
     async with conn.transaction():
         await conn.copy_records_to_table("events", records=rows, columns=_EVENT_COLUMNS)
         if claims:
             await conn.copy_records_to_table(
                 "model_names",
-                records=[(name, stream, True) for name, stream in claims],
-                columns=("name", "stream_id", "is_current"),
+                records=[(name, stream, True, at) for name, stream, at in claims],
+                columns=("name", "stream_id", "is_current", "claimed_at"),
             )
         if retires:
+            names, streams, instants = (list(column) for column in zip(*retires, strict=True))
             await conn.execute(
-                "UPDATE model_names SET is_current = false WHERE name = ANY($1::text[])", retires
+                "UPDATE model_names n SET is_current = false, released_at = r.at"
+                " FROM unnest($1::text[], $2::text[], $3::timestamptz[]) AS r(name, stream, at)"
+                " WHERE n.stream_id = r.stream AND n.is_current AND (r.name = '' OR n.name = r.name)",
+                names,
+                streams,
+                instants,
             )
 
 

@@ -4,8 +4,9 @@ when, in words — and the refused attempts; filtered, paged by position, export
 Rows are keyed by the event's global position. Each stream's last applied version is recorded in
 `audit_streams` in the same transaction, so a redelivered event is skipped; a model stream's name
 is kept there too, so each row carries the name the model had when the event was recorded, and
-its stream id (`model_id`), which filtering by model uses: a model is found under every name it
-ever had.
+its stream id (`model_id`), which filtering by model uses: a name finds every model that ever
+had it (a deleted model's name, or a former one, may be taken by another model), each with all
+of its events, under every name it had.
 """
 
 from __future__ import annotations
@@ -259,7 +260,8 @@ class AuditTrailProjection:
             else:
                 for envelope in fresh:
                     name = _named_model(envelope)
-                    new_rows.append(audit_row(envelope, name, await self._model_id(name)))
+                    model_id = await self._model_id(name, envelope.recorded_at)
+                    new_rows.append(audit_row(envelope, name, model_id))
             streams.append(
                 {"stream_id": stream_id, "stream_version": fresh[-1].stream_version, "model": model}
             )
@@ -282,6 +284,8 @@ class AuditTrailProjection:
                 model = _str_or_none(payload.get("name")) or model
             elif envelope.type == "ModelRenamed":
                 model = _str_or_none(payload.get("new_name")) or model
+            if envelope.type in ("ModelRenamed", "ModelDeleted"):
+                self._model_ids.clear()  # its names are released: another model may take them
             row = audit_row(envelope, model, envelope.stream_id)
             new_rows.append(row)
             if envelope.type == "StageChanged" and payload.get("reason") == "archived_by":
@@ -324,12 +328,13 @@ class AuditTrailProjection:
                 },
             )
 
-    async def _model_id(self, name: str | None) -> str | None:
+    async def _model_id(self, name: str | None, at: datetime) -> str | None:
+        """The model that held `name` at `at` (a name may pass from a deleted model to another)."""
         if name is None:
             return None
         known = self._model_ids.get(name)
         if known is None:
-            known = await self.store.resolve_name(name)
+            known = await self.store.resolve_name(name, at)
             if known is not None:
                 if len(self._model_ids) >= 100_000:
                     self._model_ids.clear()
@@ -337,7 +342,8 @@ class AuditTrailProjection:
         return known
 
     def forget(self) -> None:
-        """Nothing in memory can be ahead of the tables: the name cache only grows with facts."""
+        """Nothing in memory can be ahead of the tables: the name cache holds facts (which model
+        held a name), forgotten whenever a name may have changed hands."""
 
 
 # Queries -----------------------------------------------------------------------------------------
@@ -351,12 +357,12 @@ APPLIED = text(
 
 @dataclass(frozen=True)
 class AuditFilter:
-    """Which rows to return. `model_id` is the stream of the model named `model` (any of its
-    names), when one ever held that name; `since` is inclusive, `until` exclusive."""
+    """Which rows to return. `model_ids`: the streams of every model that ever held the name
+    `model`; `since` is inclusive, `until` exclusive."""
 
     actor: str | None = None
     model: str | None = None
-    model_id: str | None = None
+    model_ids: tuple[str, ...] = ()
     version: int | None = None
     actions: tuple[str, ...] = ()
     since: datetime | None = None
@@ -374,11 +380,11 @@ class AuditFilter:
         if self.actor is not None:
             where.append("actor = :actor")
             params["actor"] = self.actor
-        if self.model_id is not None:
-            # The model's own events by its stream id; runs and refusals that named it before the
-            # projection could resolve the name, by the name asked for.
-            where.append("(model_id = :model_id OR (model_id IS NULL AND model = :model))")
-            params.update(model_id=self.model_id, model=self.model)
+        if self.model_ids:
+            # The models' own events by their stream ids; runs and refusals that named one before
+            # the projection could resolve the name, by the name asked for.
+            where.append("(model_id = ANY(:model_ids) OR (model_id IS NULL AND model = :model))")
+            params.update(model_ids=list(self.model_ids), model=self.model)
         elif self.model is not None:
             where.append("model_id IS NULL AND model = :model")
             params["model"] = self.model
@@ -398,11 +404,10 @@ class AuditFilter:
 
 
 async def resolved(audit_filter: AuditFilter, store: PostgresEventStore) -> AuditFilter:
-    """`audit_filter` with the stream id of the model it names, found by any of its names."""
+    """`audit_filter` with the stream ids of every model that ever held the name it asks for."""
     if audit_filter.model is None:
         return audit_filter
-    model_id = await store.resolve_name(audit_filter.model)
-    return replace(audit_filter, model_id=model_id)
+    return replace(audit_filter, model_ids=tuple(await store.holders_of_name(audit_filter.model)))
 
 
 _SELECT = f"SELECT {', '.join(COLUMNS)} FROM audit_trail"

@@ -267,7 +267,8 @@ async def list_models(
     if not include_deleted:
         where.append("NOT deleted")
     select = f"SELECT {_MODEL_COLUMNS} FROM cs_models"
-    sort_key = {"name": "name"}
+    # A deleted model and a live one may share a name (a released name taken again).
+    sort_key = {"name": "name", "stream_id": "id"}
     return await keyset_page(conn, select, where, params, sort_key, page_size, page_token)
 
 
@@ -298,9 +299,13 @@ async def list_versions(
         params["tags"] = dumps(tags).decode()
     if not include_deleted:
         where.append("NOT deleted")
-    select = f"SELECT {_VERSION_COLUMNS} FROM cs_versions"
-    sort_key = {"model_name": "model", "version": "version"}
-    return await keyset_page(conn, select, where, params, sort_key, page_size, page_token)
+    select = f"SELECT {_VERSION_COLUMNS}, stream_id AS model_id FROM cs_versions"
+    # A deleted model and a live one may share a name (a released name taken again).
+    sort_key = {"model_name": "model", "version": "version", "stream_id": "model_id"}
+    page, token = await keyset_page(conn, select, where, params, sort_key, page_size, page_token)
+    for row in page:
+        del row["model_id"]  # the sort key's last column, not part of a version's view
+    return page, token
 
 
 # MLflow searches: filters parsed by services.mlflow_search, translated onto these tables ---------

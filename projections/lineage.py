@@ -9,8 +9,9 @@ is a version `deployed_as` it. "Upstream" follows edges forward, "downstream" ba
 Node ids are readable: `dataset:NAME@VERSION` (`dataset:NAME` when unversioned), `run:RUN_ID`,
 `commit:REPOSITORY@SHA`, `version:MODEL/VERSION`, `deployment:ID`. A version is stored under its
 model's stream id, so a rename moves nothing: its versions are shown under the current name, and
-a former name (never reused) still finds them. A deleted version or model stays in the graph,
-marked `"deleted": true`: what was trained from a dataset does not stop having been.
+a former name still finds them (until another model takes that name). A deleted version or
+model stays in the graph, marked `"deleted": true`: what was trained from a dataset does not stop
+having been.
 No event records a deployment yet; the node kind and the `deployed_as` edge are reserved for it.
 """
 
@@ -159,9 +160,13 @@ _UPSERT_MODEL = text(
     " SET name = excluded.name, deleted = excluded.deleted,"
     " stream_version = excluded.stream_version"
 )
+# A name finds the last model that took it (a deleted model's name, or a former one, may be taken
+# again); events applied out of order across streams do not move it back.
 _INSERT_NAME = text(
-    "INSERT INTO lineage_model_names (name, stream_id) VALUES (:name, :stream_id)"
-    " ON CONFLICT DO NOTHING"
+    "INSERT INTO lineage_model_names (name, stream_id, position)"
+    " VALUES (:name, :stream_id, :position) ON CONFLICT (name) DO UPDATE"
+    " SET stream_id = excluded.stream_id, position = excluded.position"
+    " WHERE lineage_model_names.position < excluded.position"
 )
 
 
@@ -173,7 +178,8 @@ class LineageProjection:
         self.store = store
         self.states = StreamStates(store, cache_size)
         self._streams_by_name: dict[str, str] = {}
-        """Model name → stream id, for parents: safe to keep, as names are never reused."""
+        """Model name → stream id, for parents; forgotten when a model is renamed or deleted
+        (its names may then be taken by another model)."""
 
     async def apply(self, conn: AsyncConnection, events: Sequence[Envelope]) -> None:
         """Apply `events` (any order across streams, in order within each) in `conn`'s transaction.
@@ -236,7 +242,11 @@ class LineageProjection:
                     "name" if envelope.type == "ModelRegistered" else "new_name"
                 ]
                 held.add(name)
-                writes.names.append({"name": name, "stream_id": stream_id})
+                writes.names.append(
+                    {"name": name, "stream_id": stream_id, "position": envelope.position or 0}
+                )
+            if envelope.type in ("ModelRenamed", "ModelDeleted"):
+                self._streams_by_name.clear()  # a name released may be taken by another model
         writes.models.append(
             {
                 "stream_id": stream_id,
@@ -414,7 +424,7 @@ _DESCENDANTS = text(
 
 _NODES = text(
     """
-    SELECT n.node_key, n.kind, n.attrs, n.recorded, n.version, n.stage, n.aliases,
+    SELECT n.node_key, n.kind, n.attrs, n.recorded, n.version, n.stage, n.aliases, n.stream_id,
            n.deleted OR coalesce(m.deleted, false) AS deleted,
            coalesce(m.name, n.attrs->>'model') AS model
     FROM lineage_nodes n LEFT JOIN lineage_models m ON m.stream_id = n.stream_id
@@ -430,7 +440,9 @@ def _public_id(row: Any) -> str:
 def _node_view(row: Any) -> dict[str, Any]:
     view: dict[str, Any] = {"id": _public_id(row), "kind": row.kind}
     if row.kind == "version":
-        view.update(model=row.model, version=row.version)
+        # model_id tells apart two models that held one name in turn (a deleted one's name
+        # taken again): their versions share the readable id, and the live one answers to it.
+        view.update(model=row.model, model_id=row.stream_id, version=row.version)
         view.update({k: v for k, v in row.attrs.items() if k != "model"})
         view.update(stage=row.stage, aliases=sorted(row.aliases or []), deleted=row.deleted)
     else:

@@ -23,11 +23,11 @@ from contracts.commands import (
     TransitionStage,
 )
 from contracts.envelope import GENESIS_HASH, Envelope
-from contracts.events import SCHEMA_VERSION, Event, ModelRegistered, ModelRenamed
+from contracts.events import SCHEMA_VERSION, Event, ModelDeleted, ModelRegistered, ModelRenamed
 from contracts.identifiers import derived_event_id, uuid7
 from contracts.values import Role
 from services.domain.approvals import DecisionContext, refuse_if_held
-from services.domain.decider import decide
+from services.domain.decider import decide, name_is_free
 from services.domain.errors import Conflict, DomainError, Invalid
 from services.domain.policies import NO_POLICIES
 from services.domain.state import (
@@ -136,6 +136,8 @@ def _name_change(events: list[Event]) -> NameChange | None:
             return NameChange(claim=event.name)
         if isinstance(event, ModelRenamed):
             return NameChange(claim=event.new_name, retire=event.old_name)
+        if isinstance(event, ModelDeleted):
+            return NameChange(release_all=True)
     return None
 
 
@@ -215,6 +217,12 @@ class CommandHandler:
             verified = cached is None
             loaded = cached if cached is not None else await self.load(command.name)
             cached = None
+            if (
+                isinstance(command, RegisterModel)
+                and loaded is not None
+                and name_is_free(command.name, loaded.state)
+            ):
+                loaded = None  # a name its last model released: a new model takes it
             new_stream = loaded is None
             if loaded is None:
                 loaded = LoadedStream(str(self.new_id()), None)
@@ -360,13 +368,11 @@ class CommandHandler:
                     )
         elif isinstance(command, RenameModel) and command.new_name != command.name:
             holder = await self.load(command.new_name)
-            if holder is not None and holder.state is not None:
-                try:
-                    decide(RegisterModel(name=command.new_name), holder.state)
-                except DomainError as refused:
-                    raise Conflict(
-                        f"cannot rename to {command.new_name!r}: {refused.message}"
-                    ) from None
+            if holder is not None and not name_is_free(command.new_name, holder.state):
+                raise Conflict(
+                    f"cannot rename to {command.new_name!r}: a model named"
+                    f" {command.new_name!r} already exists"
+                )
 
     @staticmethod
     def _new_event(index: int, event: Event, meta: CommandMeta, at: datetime) -> NewEvent:

@@ -65,10 +65,12 @@ class NewEvent:
 
 @dataclass(frozen=True, slots=True)
 class NameChange:
-    """Names an append takes (RegisterModel, RenameModel) or stops being current under (rename)."""
+    """Names an append takes (RegisterModel, RenameModel) or releases (the former name of a
+    rename; every name of a deleted model)."""
 
-    claim: str
+    claim: str | None = None
     retire: str | None = None
+    release_all: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,7 +107,7 @@ _INSERT_EVENTS = """
     -- No ON CONFLICT: if any of these events is stored, the unique event id fails the whole
     -- statement, so a retry writes none of its events (one that decided more events than the
     -- first try must not add the extra ones), and the store answers with what is stored.
-    RETURNING position, event_id, transaction_id
+    RETURNING position, event_id, transaction_id, recorded_at
 """
 # Each append is ONE statement, so it is atomic without BEGIN/COMMIT round trips: the events,
 # and for RegisterModel / RenameModel the name claim (a unique violation undoes the events too).
@@ -115,10 +117,17 @@ _APPEND = (
 )
 _APPEND_WITH_NAMES = (
     f"WITH inserted AS ({_INSERT_EVENTS}),"
-    " claimed AS (INSERT INTO model_names (name, stream_id, is_current)"
-    "   SELECT $16, $13, true WHERE EXISTS (SELECT 1 FROM inserted) RETURNING name),"
-    " retired AS (UPDATE model_names SET is_current = false"
-    "   WHERE name = $17 AND stream_id = $13 AND EXISTS (SELECT 1 FROM inserted) RETURNING name)"
+    " moment AS (SELECT min(recorded_at) AS instant FROM inserted),"
+    " claimed AS (INSERT INTO model_names (name, stream_id, is_current, claimed_at)"
+    "   SELECT $16, $13, true, moment.instant FROM moment"
+    "   WHERE $16::text IS NOT NULL AND EXISTS (SELECT 1 FROM inserted)"
+    "   ON CONFLICT (name, stream_id) DO UPDATE"
+    "   SET is_current = true, claimed_at = excluded.claimed_at, released_at = NULL"
+    "   RETURNING name),"
+    " retired AS (UPDATE model_names SET is_current = false,"
+    "   released_at = coalesce(released_at, (SELECT instant FROM moment))"
+    "   WHERE stream_id = $13 AND (name = $17 OR ($18::boolean AND is_current))"
+    "   AND name IS DISTINCT FROM $16 AND EXISTS (SELECT 1 FROM inserted) RETURNING name)"
     " SELECT position, event_id, transaction_id::text::bigint AS transaction_id FROM inserted"
 )
 _SELECT_BY_IDS = f"SELECT {_COLUMNS} FROM events WHERE event_id = ANY($1::uuid[]) ORDER BY position"
@@ -137,15 +146,26 @@ _READ_ALL = (
 )
 # The stream holding `name` and, when it is the stream the caller has cached, the events after the
 # cached version: one round trip for the common case of a command on a model loaded before.
+# The model a name means: its live holder, else the last model that held it (deleted, or renamed
+# since), until another takes it.
+_HOLDER_OF_NAME = (
+    "SELECT stream_id FROM model_names WHERE name = $1 ORDER BY is_current DESC, claimed_at DESC"
+    " LIMIT 1"
+)
 _READ_BY_NAME = (
     f"SELECT n.stream_id AS resolved, {', '.join('e.' + c.strip() for c in _COLUMNS.split(','))}"
-    " FROM model_names n LEFT JOIN events e ON e.stream_id = n.stream_id"
+    f" FROM ({_HOLDER_OF_NAME}) n LEFT JOIN events e ON e.stream_id = n.stream_id"
     "  AND n.stream_id = $2 AND e.stream_version > $3"
-    " WHERE n.name = $1 ORDER BY e.stream_version"
+    " ORDER BY e.stream_version"
 )
 _CHECKPOINT_OF = "SELECT transaction_id::text::bigint FROM events WHERE position = $1"
 _STREAM_VERSION_AT = "SELECT stream_id, stream_version FROM events WHERE position = $1"
-_RESOLVE_NAME = "SELECT stream_id FROM model_names WHERE name = $1"
+_RESOLVE_NAME = _HOLDER_OF_NAME
+# The model that held `name` at an instant, if one did.
+_HOLDER_OF_NAME_AT = (
+    "SELECT stream_id FROM model_names WHERE name = $1 AND claimed_at <= $2"
+    " AND (released_at IS NULL OR released_at > $2) ORDER BY claimed_at DESC LIMIT 1"
+)
 _LOAD_SNAPSHOT = (
     "SELECT stream_id, stream_version, head_hash, head_position, state_schema, state"
     " FROM snapshots WHERE stream_id = $1"
@@ -292,13 +312,13 @@ class PostgresEventStore:
         statement = _APPEND
         if names is not None:
             statement = _APPEND_WITH_NAMES
-            args += [names.claim, names.retire]
+            args += [names.claim, names.retire, names.release_all]
         async with self._driver() as conn:
             try:
                 inserted = await conn.fetch(statement, *args)
             except asyncpg.UniqueViolationError as error:
-                if error.constraint_name == "model_names_pkey" and names is not None:
-                    raise NameTaken(names.claim) from error
+                if error.constraint_name == "model_names_held" and names is not None:
+                    raise NameTaken(names.claim or "") from error
                 if error.constraint_name == "events_event_id_unique":
                     return await self._already_stored(conn, stream_id, expected, envelopes)
                 if error.constraint_name != "events_stream_version_unique":
@@ -387,10 +407,23 @@ class PostgresEventStore:
             row = await conn.fetchrow(_STREAM_VERSION_AT, position)
         return None if row is None else (row["stream_id"], row["stream_version"])
 
-    async def resolve_name(self, name: str) -> str | None:
-        """The stream that holds or once held `name`, if any."""
+    async def resolve_name(self, name: str, at: datetime | None = None) -> str | None:
+        """The stream `name` means: its live holder, else the last stream that held it; with
+        `at`, the stream that held it at that instant if one did (else as without)."""
         async with self._driver() as conn:
+            if at is not None:
+                held = await conn.fetchval(_HOLDER_OF_NAME_AT, name, at)
+                if held is not None:
+                    return held  # type: ignore[no-any-return]
             return await conn.fetchval(_RESOLVE_NAME, name)  # type: ignore[no-any-return]
+
+    async def holders_of_name(self, name: str) -> list[str]:
+        """Every stream that ever held `name`, the first holder first."""
+        async with self._driver() as conn:
+            rows = await conn.fetch(
+                "SELECT stream_id FROM model_names WHERE name = $1 ORDER BY claimed_at", name
+            )
+        return [row["stream_id"] for row in rows]
 
     async def read_stream_by_name(
         self, name: str, known: tuple[str, int] | None = None

@@ -207,7 +207,7 @@ async def test_name_globs_treat_sql_wildcards_literally(api: httpx.AsyncClient) 
     assert [m["name"] for m in found["models"]] == [f"{prefix}_a"]
 
 
-async def test_renaming_keeps_versions_and_the_old_name_points_to_the_new(
+async def test_renaming_keeps_versions_and_releases_the_old_name(
     api: httpx.AsyncClient,
 ) -> None:
     name = await new_model(api, versions=2)
@@ -221,8 +221,33 @@ async def test_renaming_keeps_versions_and_the_old_name_points_to_the_new(
         (new_name, 1),
         (new_name, 2),
     ]
+    # The former name is free again (as in MLflow): a new, distinct model takes it.
     reuse = await api.post("/v1/models", json={"name": name})
-    assert reuse.status_code == 409 and "former name" in reuse.json()["error"]["message"]
+    assert reuse.status_code == 201, reuse.text
+    assert reuse.json()["id"] != renamed.json()["id"]
+    now = (await api.get(f"/v1/models/{name}")).json()
+    assert (now["id"], now["latest_version"]) == (reuse.json()["id"], 0)
+    kept = (await api.get(f"/v1/models/{new_name}/versions")).json()["versions"]
+    assert len(kept) == 2
+
+
+async def test_a_deleted_models_name_can_be_taken_by_a_new_model_once(
+    api: httpx.AsyncClient,
+) -> None:
+    name = await new_model(api, versions=2)
+    first = (await api.get(f"/v1/models/{name}")).json()["id"]
+    assert (await api.delete(f"/v1/models/{name}")).status_code == 200
+    # Two clients take the released name at once: one model gets it, the other a 409.
+    answers = await asyncio.gather(*(api.post("/v1/models", json={"name": name}) for _ in range(2)))
+    assert sorted(a.status_code for a in answers) == [201, 409], [a.text for a in answers]
+    second = next(a for a in answers if a.status_code == 201).json()["id"]
+    assert second != first
+    version = await api.post(f"/v1/models/{name}/versions", json={"source": "s3://again"})
+    assert version.status_code == 201 and version.json()["version"] == 1  # its own numbering
+    listed = await api.get("/v1/models", params={"name": name, "include_deleted": "true"})
+    assert sorted((m["id"], m["deleted"]) for m in listed.json()["models"]) == sorted(
+        [(first, True), (second, False)]
+    )
 
 
 async def test_renaming_onto_a_taken_name_is_a_conflict(
@@ -258,14 +283,15 @@ async def test_deleting_a_version_keeps_its_number_and_releases_its_aliases(
     ]
 
 
-async def test_a_deleted_model_is_gone_and_its_name_is_not_reused(api: httpx.AsyncClient) -> None:
+async def test_a_deleted_model_is_gone(api: httpx.AsyncClient) -> None:
     name = await new_model(api, versions=1)
     assert (await api.delete(f"/v1/models/{name}")).status_code == 200
-    assert (await api.get(f"/v1/models/{name}")).status_code == 404
+    gone = await api.get(f"/v1/models/{name}")
+    assert gone.status_code == 404 and "deleted" in gone.json()["error"]["message"]
     assert (await api.get("/v1/models", params={"name": name})).json()["models"] == []
     assert (await api.get("/v1/versions", params={"model": name})).json()["versions"] == []
-    again = await api.post("/v1/models", json={"name": name})
-    assert again.status_code == 409 and "deleted" in again.json()["error"]["message"]
+    tagged = await api.put(f"/v1/models/{name}/tags/k", json={"value": "v"})
+    assert tagged.status_code == 404 and "deleted" in tagged.json()["error"]["message"]
 
 
 async def test_concurrent_registrations_on_one_model_are_gapless(api: httpx.AsyncClient) -> None:

@@ -156,6 +156,27 @@ async def test_a_renamed_model_is_found_under_its_old_and_new_names(
     ]
 
 
+async def test_a_name_held_by_two_models_in_turn_finds_both_each_with_its_id(
+    api: httpx.AsyncClient,
+) -> None:
+    name = unique("twice")
+    await act(api, "POST", "/v1/models", name=name)
+    await act(api, "DELETE", f"/v1/models/{name}")
+    await act(api, "POST", "/v1/models", name=name, actor="bob")  # the released name, again
+    last = await act(api, "PUT", f"/v1/models/{name}/tags/round", actor="bob", value="2")
+
+    rows = await audit(api, model=name, min_position=last)
+    assert [(r["actor"], r["action"]) for r in rows] == [
+        ("alice", "ModelRegistered"),
+        ("alice", "ModelDeleted"),
+        ("bob", "ModelRegistered"),
+        ("bob", "ModelTagSet"),
+    ]
+    first, second = rows[0]["model_id"], rows[2]["model_id"]
+    assert first != second
+    assert [r["model_id"] for r in rows] == [first, first, second, second]
+
+
 async def test_pages_stay_stable_while_new_events_arrive(api: httpx.AsyncClient) -> None:
     name = unique("paged")
     await act(api, "POST", "/v1/models", name=name)

@@ -69,11 +69,24 @@ async def test_names_are_claimed_as_the_store_claims_them(
         renamed = (
             await conn.execute(text("SELECT count(*) FROM events WHERE type = 'ModelRenamed'"))
         ).scalar()
-        retired = (
-            await conn.execute(text("SELECT count(*) FROM model_names WHERE NOT is_current"))
+        deleted = set(
+            (
+                await conn.execute(
+                    text("SELECT payload ->> 'name' FROM events WHERE type = 'ModelDeleted'")
+                )
+            ).scalars()
+        )
+        released = (
+            await conn.execute(
+                text(
+                    "SELECT count(*) FROM model_names WHERE NOT is_current AND released_at >"
+                    " claimed_at"
+                )
+            )
         ).scalar()
-    assert current == set(generated.model_names)
-    assert retired == renamed
+    # A rename lets the former name go, a deletion the name held, each at its event's time.
+    assert current == set(generated.model_names) - deleted
+    assert released == renamed + len(deleted)
 
 
 async def test_commit_order_reads_every_event_once_in_stream_order(

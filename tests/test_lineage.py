@@ -278,6 +278,26 @@ async def test_a_renamed_model_shows_its_new_name_and_its_former_name_still_find
     assert ids(by_new) == {f"version:{new}/1", f"dataset:{data}"}
 
 
+async def test_a_name_taken_again_finds_the_new_model_and_the_old_one_stays_in_the_graph(
+    api: httpx.AsyncClient,
+) -> None:
+    w = Writes(api)
+    first_data, second_data = unique("first"), unique("second")
+    name = await w.model(unique("reused"))
+    await w.version(name, datasets=[{"name": first_data, "version": "v1"}])
+    await w.send("DELETE", f"/v1/models/{name}", {})
+    await w.model(name)  # the released name, taken by a new model
+    await w.version(name, datasets=[{"name": second_data, "version": "v1"}])
+
+    now = await w.lineage(f"version:{name}/1", direction="upstream", depth=1)
+    assert ids(now) == {f"version:{name}/1", f"dataset:{second_data}@v1"}
+    before = await w.impact(f"dataset:{first_data}@v1")
+    [old] = before["versions"]
+    [new] = [n for n in now["nodes"] if n["kind"] == "version"]
+    assert (old["id"], old["deleted"], new["deleted"]) == (f"version:{name}/1", True, False)
+    assert old["model_id"] != new["model_id"]
+
+
 async def test_a_deleted_model_keeps_its_versions_in_the_graph_marked_deleted(
     api: httpx.AsyncClient,
 ) -> None:

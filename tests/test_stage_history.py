@@ -205,6 +205,28 @@ async def test_a_renamed_models_history_reads_under_its_new_name(
     assert await model.in_production(produced) == [(new, "1", z(produced))]
 
 
+async def test_a_name_taken_again_answers_for_the_model_that_held_it_at_the_instant(
+    api: httpx.AsyncClient, registry: Registry
+) -> None:
+    first = await new_model(api, registry, versions=1)
+    produced = await first.act("POST", "/versions/1/stage", stage="Production")
+    await first.act("PUT", "/aliases/champion", version=1)
+    deleted = await first.act("DELETE", "")
+    # A new model takes the released name; as-of questions by that name follow its holders.
+    second = Model(api, registry, first.name)
+    created = await api.post("/v1/models", json={"name": first.name})
+    assert created.status_code == 201
+    for source in ("s3://b/1", "s3://b/2"):
+        await second.act("POST", "/versions", source=source)
+    staged = await second.act("POST", "/versions/2/stage", stage="Staging")
+
+    assert await second.stages(produced) == stages(production=["1"])  # the first model's
+    assert await second.aliases(deleted - TICK) == {"champion": "1"}
+    assert await second.stages(deleted) == stages()  # deleted; the second not yet made
+    assert await second.stages(staged) == stages(none=["1"], staging=["2"])
+    assert await second.stages() == stages(none=["1"], staging=["2"])
+
+
 async def test_a_deleted_model_held_nothing_after_its_deletion(
     api: httpx.AsyncClient, registry: Registry
 ) -> None:

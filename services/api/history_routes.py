@@ -45,16 +45,14 @@ def instant(as_of: str | None) -> datetime:
         raise HTTPException(422, f"as_of: {exc}") from None
 
 
-async def _model_stream(registry: Registry, name: str) -> str:
-    stream_id = await registry.store.resolve_name(name)
+async def _prepared(
+    request: Request, name: str, min_position: int | None, at: datetime | None = None
+) -> tuple[Registry, str]:
+    """The registry and the model `name` means (at `at`: the model that held the name then)."""
+    registry = registry_of(request)
+    stream_id = await registry.store.resolve_name(name, at)
     if stream_id is None:
         raise NotFound(f"no model was ever named {name!r}")
-    return stream_id
-
-
-async def _prepared(request: Request, name: str, min_position: int | None) -> tuple[Registry, str]:
-    registry = registry_of(request)
-    stream_id = await _model_stream(registry, name)
     await wait_for_read_model(registry, NAME, min_position, APPLIED)
     return registry, stream_id
 
@@ -67,7 +65,7 @@ async def model_stages(
     request: Request, name: ModelName, as_of: AsOf = None, min_position: MinPosition = None
 ) -> JSON:
     at = instant(as_of)
-    registry, stream_id = await _prepared(request, name, min_position)
+    registry, stream_id = await _prepared(request, name, min_position, at)
     async with registry.engine.connect() as conn:
         return JSON(await stages_at(conn, stream_id, at))
 
@@ -80,7 +78,7 @@ async def model_aliases(
     request: Request, name: ModelName, as_of: AsOf = None, min_position: MinPosition = None
 ) -> JSON:
     at = instant(as_of)
-    registry, stream_id = await _prepared(request, name, min_position)
+    registry, stream_id = await _prepared(request, name, min_position, at)
     async with registry.engine.connect() as conn:
         return JSON(await aliases_at(conn, stream_id, at))
 

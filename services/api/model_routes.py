@@ -119,7 +119,7 @@ async def update_model(name: NamePath, body: UpdateModel, request: Request) -> J
 @router.delete(
     "/{name}",
     response_model=Deleted,
-    summary="Delete a model (its name is never reused)",
+    summary="Delete a model (its name is released: a new model may take it)",
 )
 async def delete_model(name: NamePath, request: Request) -> JSON:
     outcome = await handle(request, DeleteModel(name=name))

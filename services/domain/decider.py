@@ -163,20 +163,19 @@ def decide(
     raise Invalid(f"unknown command {type(command).__name__}")
 
 
+def name_is_free(name: str, holder: ModelState | None) -> bool:
+    """Whether a new model, or a rename, may take `name`, given the model it resolves to (its
+    live holder, else the last model that held it): free unless a live model is named so. A
+    deleted model's names, and a renamed model's former name, are free again, as in MLflow; the
+    events keep which model held a name when."""
+    return holder is None or holder.deleted or holder.name != name
+
+
 def _register_model(
     command: RegisterModel, state: ModelState | None, new_model_id: str
 ) -> list[Event]:
     if state is not None:
-        if state.deleted:
-            raise Conflict(
-                f"the name {command.name!r} belonged to a deleted model; "
-                "names are never reused, choose another"
-            )
-        if state.name != command.name:
-            raise Conflict(
-                f"the name {command.name!r} is a former name of model {state.name!r}; "
-                "names are never reused, choose another"
-            )
+        # The command handler gives a released name's last holder as no model at all.
         raise Conflict(f"a model named {command.name!r} already exists")
     if not new_model_id:
         raise ValueError("RegisterModel needs the new model's stream id")

@@ -1,5 +1,6 @@
-"""Rules about a model as a whole: its name (unique, never reused), description, tags, deletion,
-and what happens to commands aimed at a model that is missing, deleted or renamed."""
+"""Rules about a model as a whole: its name (held by one live model at a time), description,
+tags, deletion, and what happens to commands aimed at a model that is missing, deleted or
+renamed."""
 
 from __future__ import annotations
 
@@ -32,6 +33,7 @@ from contracts.events import (
     ModelTagDeleted,
     ModelTagSet,
 )
+from services.domain.decider import name_is_free
 from services.domain.errors import Conflict, NotFound
 
 
@@ -89,21 +91,18 @@ def test_registering_a_taken_name_is_refused() -> None:
     assert NAME in refused.value.message
 
 
-def test_registering_a_former_name_of_a_renamed_model_is_refused() -> None:
-    state = given(model_registered("old-name"), ModelRenamed(old_name="old-name", new_name=NAME))
+def test_a_live_models_name_is_taken_and_a_released_one_is_free_again() -> None:
+    # As in MLflow: a deleted model's name, and a renamed model's former name, may be taken by
+    # a new model (or a rename); the events keep which model held a name when.
+    live = given(model_registered(NAME))
+    renamed = given(model_registered("old-name"), ModelRenamed(old_name="old-name", new_name=NAME))
+    deleted = given(model_registered(NAME), ModelDeleted(name=NAME))
 
-    with pytest.raises(Conflict, match="former name") as refused:
-        when(RegisterModel(name="old-name"), state, new_model_id="another-id")
-    assert NAME in refused.value.message
-    assert "never reused" in refused.value.message
-
-
-def test_registering_a_deleted_models_name_is_refused() -> None:
-    state = given(model_registered(NAME), ModelDeleted(name=NAME))
-
-    with pytest.raises(Conflict, match="deleted") as refused:
-        when(RegisterModel(name=NAME), state, new_model_id="another-id")
-    assert "never reused" in refused.value.message
+    assert not name_is_free(NAME, live)
+    assert not name_is_free(NAME, renamed)  # its current name
+    assert name_is_free("old-name", renamed)
+    assert name_is_free(NAME, deleted)
+    assert name_is_free(NAME, None)
 
 
 # --- renaming --------------------------------------------------------------------------------

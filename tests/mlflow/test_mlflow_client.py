@@ -269,6 +269,10 @@ def test_a_renamed_model_answers_to_its_new_name_only(client: MlflowClient) -> N
     assert [v.name for v in client.search_model_versions(f"name = '{new}'")] == [new]
     assert error_code(client.get_registered_model, old) == "RESOURCE_DOES_NOT_EXIST"
     assert error_code(client.rename_registered_model, new, other) == "RESOURCE_ALREADY_EXISTS"
+    # The old name is free again: another model may take it, by creation or by a rename.
+    client.rename_registered_model(other, old)
+    assert client.get_registered_model(old).latest_versions == []
+    assert client.get_model_version(new, "1").name == new
 
 
 def test_deletes_are_soft_and_numbers_never_reused(client: MlflowClient) -> None:
@@ -290,15 +294,20 @@ def test_deletes_are_soft_and_numbers_never_reused(client: MlflowClient) -> None
     assert client.search_model_versions(f"name = '{name}'") == []
 
 
-def test_a_deleted_models_name_is_not_given_to_a_new_model(client: MlflowClient) -> None:
-    # A known difference from MLflow: Registrar never reuses a name (see README).
-    name = unique("gone")
-    client.create_registered_model(name)
+def test_a_deleted_models_name_can_be_created_again_as_a_new_model(client: MlflowClient) -> None:
+    # As with an MLflow server: delete, then create the same name (notebooks and CI do this).
+    name = unique("again")
+    client.create_registered_model(name, tags={"round": "1"})
+    for _ in range(2):
+        client.create_model_version(name, "s3://first")
     client.delete_registered_model(name)
-    with pytest.raises(MlflowException) as raised:
-        client.create_registered_model(name)
-    assert raised.value.error_code == "RESOURCE_ALREADY_EXISTS"
-    assert "deleted" in raised.value.message
+    created = client.create_registered_model(name, tags={"round": "2"})
+    assert created.name == name
+    model = client.get_registered_model(name)
+    assert model.tags == {"round": "2"} and model.latest_versions == []
+    assert client.create_model_version(name, "s3://second").version == "1"
+    assert [v.source for v in client.search_model_versions(f"name = '{name}'")] == ["s3://second"]
+    assert error_code(client.create_registered_model, name) == "RESOURCE_ALREADY_EXISTS"
 
 
 def test_each_error_code(client: MlflowClient) -> None:

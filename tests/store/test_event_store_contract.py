@@ -347,7 +347,7 @@ class EventStoreContract(ABC):
         assert await store.resolve_name("churn") == "stream-b"
         assert await store.read_stream("stream-a") == held
 
-    async def test_a_retired_name_still_resolves_to_its_stream_and_is_never_reused(
+    async def test_a_released_name_finds_its_last_holder_until_another_takes_it(
         self, engine: AsyncEngine, store: PostgresEventStore
     ) -> None:
         registered = await store.append(
@@ -356,26 +356,45 @@ class EventStoreContract(ABC):
         renamed = await store.append(
             "stream-a", head_of(registered), [new_event()], NameChange("fraud-v2", retire="fraud")
         )
-
-        assert await store.resolve_name("fraud") == "stream-a"
+        assert await store.resolve_name("fraud") == "stream-a"  # a former name still finds it
         assert await store.resolve_name("fraud-v2") == "stream-a"
         assert await store.resolve_name("never-claimed") is None
-        with pytest.raises(NameTaken):
-            await store.append("stream-b", StreamHead(), [new_event()], NameChange(claim="fraud"))
-        # A rename that cannot claim its new name retires nothing and writes nothing.
+
+        # A rename released "fraud": another model takes it, and the name now finds that one.
+        taken = await store.append("stream-b", StreamHead(), [new_event()], NameChange("fraud"))
+        assert await store.resolve_name("fraud") == "stream-b"
+        # A live model's name is held: a claim of it fails, and the append writes nothing.
         await store.append("stream-c", StreamHead(), [new_event()], NameChange(claim="churn"))
         with pytest.raises(NameTaken):
             await store.append(
                 "stream-a", head_of(renamed), [new_event()], NameChange("churn", retire="fraud-v2")
             )
-
-        assert await store.resolve_name("fraud") == "stream-a"
-        assert await store.read_stream("stream-b") == []
+        with pytest.raises(NameTaken):
+            await store.append("stream-d", StreamHead(), [new_event()], NameChange("fraud-v2"))
         assert await store.read_stream("stream-a") == registered + renamed
+        assert await store.read_stream("stream-d") == []
+
+        # Deleting a model releases every name it holds; its last names still find it.
+        await store.append(
+            "stream-a", head_of(renamed), [new_event()], NameChange(release_all=True)
+        )
+        assert await store.resolve_name("fraud-v2") == "stream-a"
+        await store.append("stream-d", StreamHead(), [new_event()], NameChange("fraud-v2"))
+        assert await store.resolve_name("fraud-v2") == "stream-d"
+        assert await store.read_stream("stream-b") == taken
+
         async with engine.connect() as conn:
-            rows = await conn.execute(text("SELECT name, is_current FROM model_names"))
-            current = {name: is_current for name, is_current in rows}
-        assert current == {"fraud": False, "fraud-v2": True, "churn": True}
+            rows = await conn.execute(
+                text("SELECT name, stream_id, is_current FROM model_names ORDER BY 1, 2")
+            )
+            held = [tuple(row) for row in rows]
+        assert held == [
+            ("churn", "stream-c", True),
+            ("fraud", "stream-a", False),
+            ("fraud", "stream-b", True),
+            ("fraud-v2", "stream-a", False),
+            ("fraud-v2", "stream-d", True),
+        ]
 
     # Append-only
 
