@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, Literal
 
 from sqlalchemy import text
@@ -290,7 +291,9 @@ class LineageProjection:
         writes.trained_on(key, version.datasets)
         for parent in version.parents:
             parent_stream = (
-                stream_id if parent.model in held else await self._stream_of(parent.model)
+                stream_id
+                if parent.model in held
+                else await self._stream_of(parent.model, version.created_at)
             )
             if parent_stream is None:
                 continue  # the registry checked the parent exists: only a foreign store lacks it
@@ -305,10 +308,12 @@ class LineageProjection:
             )
             writes.edge(key, parent_key, "derived_from", parent.relation)
 
-    async def _stream_of(self, name: str) -> str | None:
+    async def _stream_of(self, name: str, at: datetime) -> str | None:
+        """The model named `name` at `at` (when a version named it as a parent): a name may pass
+        from a deleted or renamed model to another later, and a rebuild must not follow it."""
         found = self._streams_by_name.get(name)
         if found is None:
-            found = await self.store.resolve_name(name)
+            found = await self.store.resolve_name(name, at)
             if found is not None:
                 self._streams_by_name[name] = found
         return found

@@ -47,7 +47,8 @@ async def registry(database_url: str) -> AsyncIterator[Registry]:
 
 async def _history(registry: Registry) -> None:
     """Runs, versions from runs and by hand, parents across models, a parent model renamed
-    afterwards, stages, aliases, a deleted version and a deleted model."""
+    afterwards and its former name taken by another model, stages, aliases, a deleted version
+    and a deleted model."""
     handle = registry.commands.handle
 
     def meta() -> CommandMeta:
@@ -77,6 +78,9 @@ async def _history(registry: Registry) -> None:
         meta(),
     )
     await handle(RenameModel(name="base", new_name="teacher"), meta())
+    # Another model takes the released name: student 1's parent stays the first "base".
+    await handle(RegisterModel(name="base"), meta())
+    await handle(RegisterVersion(name="base", source="s3://new-base/1"), meta())
     await handle(
         RegisterVersion(
             name="student",
