@@ -24,6 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from contracts.codec import dumps, loads
 from contracts.envelope import Envelope
 from contracts.events import EVENT_TYPES
+from projections.name_holders import NameHolders
 from projections.paging import keyset_page
 from projections.unapplied_events import unapplied_events
 from services.event_store import PostgresEventStore
@@ -232,9 +233,8 @@ class AuditTrailProjection:
 
     def __init__(self, store: PostgresEventStore) -> None:
         self.store = store
-        self._model_ids: dict[str, str] = {}
-        """Model name → stream id, for runs and refusals that name a model (a name is never
-        given to another model, so an entry never goes stale)."""
+        self._holders = NameHolders(store)
+        """The model a run or a refused attempt names, as of the event."""
 
     async def apply(self, conn: AsyncConnection, events: Sequence[Envelope]) -> None:
         by_stream: dict[str, list[Envelope]] = {}
@@ -260,8 +260,10 @@ class AuditTrailProjection:
             else:
                 for envelope in fresh:
                     name = _named_model(envelope)
-                    model_id = await self._model_id(name, envelope.recorded_at)
-                    new_rows.append(audit_row(envelope, name, model_id))
+                    held_by = None
+                    if name is not None:
+                        held_by = await self._holders.at(name, envelope.recorded_at)
+                    new_rows.append(audit_row(envelope, name, held_by))
             streams.append(
                 {"stream_id": stream_id, "stream_version": fresh[-1].stream_version, "model": model}
             )
@@ -284,8 +286,7 @@ class AuditTrailProjection:
                 model = _str_or_none(payload.get("name")) or model
             elif envelope.type == "ModelRenamed":
                 model = _str_or_none(payload.get("new_name")) or model
-            if envelope.type in ("ModelRenamed", "ModelDeleted"):
-                self._model_ids.clear()  # its names are released: another model may take them
+            self._holders.seen(envelope)
             row = audit_row(envelope, model, envelope.stream_id)
             new_rows.append(row)
             if envelope.type == "StageChanged" and payload.get("reason") == "archived_by":
@@ -327,19 +328,6 @@ class AuditTrailProjection:
                     "stream_version": found.stream_version,
                 },
             )
-
-    async def _model_id(self, name: str | None, at: datetime) -> str | None:
-        """The model that held `name` at `at` (a name may pass from a deleted model to another)."""
-        if name is None:
-            return None
-        known = self._model_ids.get(name)
-        if known is None:
-            known = await self.store.resolve_name(name, at)
-            if known is not None:
-                if len(self._model_ids) >= 100_000:
-                    self._model_ids.clear()
-                self._model_ids[name] = known
-        return known
 
     def forget(self) -> None:
         """Nothing in memory can be ahead of the tables: the name cache holds facts (which model

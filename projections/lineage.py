@@ -19,7 +19,6 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any, Literal
 
 from sqlalchemy import text
@@ -30,6 +29,7 @@ from contracts.envelope import Envelope
 from contracts.events import EVENT_TYPES
 from contracts.training import RUN_EVENT_TYPES, RunRecorded, run_event_from_payload
 from contracts.values import DatasetRef
+from projections.name_holders import NameHolders
 from projections.unapplied_events import unapplied_events
 from services.domain.errors import Invalid, NotFound
 from services.domain.state import ModelState, VersionState, fold
@@ -178,9 +178,8 @@ class LineageProjection:
     def __init__(self, store: PostgresEventStore, cache_size: int = 10_000) -> None:
         self.store = store
         self.states = StreamStates(store, cache_size)
-        self._streams_by_name: dict[str, str] = {}
-        """Model name → stream id, for parents; forgotten when a model is renamed or deleted
-        (its names may then be taken by another model)."""
+        self._holders = NameHolders(store)
+        """The model a parent version's name meant when the version named it."""
 
     async def apply(self, conn: AsyncConnection, events: Sequence[Envelope]) -> None:
         """Apply `events` (any order across streams, in order within each) in `conn`'s transaction.
@@ -246,8 +245,7 @@ class LineageProjection:
                 writes.names.append(
                     {"name": name, "stream_id": stream_id, "position": envelope.position or 0}
                 )
-            if envelope.type in ("ModelRenamed", "ModelDeleted"):
-                self._streams_by_name.clear()  # a name released may be taken by another model
+            self._holders.seen(envelope)
         writes.models.append(
             {
                 "stream_id": stream_id,
@@ -293,7 +291,7 @@ class LineageProjection:
             parent_stream = (
                 stream_id
                 if parent.model in held
-                else await self._stream_of(parent.model, version.created_at)
+                else await self._holders.at(parent.model, version.created_at)
             )
             if parent_stream is None:
                 continue  # the registry checked the parent exists: only a foreign store lacks it
@@ -307,16 +305,6 @@ class LineageProjection:
                 version=parent.version,
             )
             writes.edge(key, parent_key, "derived_from", parent.relation)
-
-    async def _stream_of(self, name: str, at: datetime) -> str | None:
-        """The model named `name` at `at` (when a version named it as a parent): a name may pass
-        from a deleted or renamed model to another later, and a rebuild must not follow it."""
-        found = self._streams_by_name.get(name)
-        if found is None:
-            found = await self.store.resolve_name(name, at)
-            if found is not None:
-                self._streams_by_name[name] = found
-        return found
 
     async def _apply_runs(
         self, conn: AsyncConnection, envelopes: list[Envelope], writes: _Writes
