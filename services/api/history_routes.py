@@ -4,10 +4,12 @@ had, so a renamed model's history reads under its current name."""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Path, Query, Request
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from contracts.values import StageName
 from projections.stage_history import (
@@ -57,6 +59,20 @@ async def _prepared(
     return registry, stream_id
 
 
+async def _as_of(
+    request: Request,
+    name: str,
+    as_of: str | None,
+    min_position: int | None,
+    read: Callable[[AsyncConnection, str, datetime], Awaitable[Any]],
+) -> JSON:
+    """`read` of the model that held `name` at `as_of`, at that instant."""
+    at = instant(as_of)
+    registry, stream_id = await _prepared(request, name, min_position, at)
+    async with registry.engine.connect() as conn:
+        return JSON(await read(conn, stream_id, at))
+
+
 @router.get(
     "/v1/models/{name}/stages",
     summary='A model\'s versions in each stage at `as_of`: {"Production": ["3"], ...}',
@@ -64,10 +80,7 @@ async def _prepared(
 async def model_stages(
     request: Request, name: ModelName, as_of: AsOf = None, min_position: MinPosition = None
 ) -> JSON:
-    at = instant(as_of)
-    registry, stream_id = await _prepared(request, name, min_position, at)
-    async with registry.engine.connect() as conn:
-        return JSON(await stages_at(conn, stream_id, at))
+    return await _as_of(request, name, as_of, min_position, stages_at)
 
 
 @router.get(
@@ -77,10 +90,7 @@ async def model_stages(
 async def model_aliases(
     request: Request, name: ModelName, as_of: AsOf = None, min_position: MinPosition = None
 ) -> JSON:
-    at = instant(as_of)
-    registry, stream_id = await _prepared(request, name, min_position, at)
-    async with registry.engine.connect() as conn:
-        return JSON(await aliases_at(conn, stream_id, at))
+    return await _as_of(request, name, as_of, min_position, aliases_at)
 
 
 @router.get(
