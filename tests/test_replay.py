@@ -189,10 +189,24 @@ async def test_an_interrupted_replay_resumes_from_its_own_checkpoint(registry: R
     engine = registry.engine
     expected = await rows_of(engine, ("cs_models", "cs_versions"))
     total = await event_count(engine)
+    await interrupt_a_replay(registry, after=1_000)
+    assert await replay_schemas(engine) == [copy_schema("current_state")]
+    assert await rows_of(engine, ("cs_models", "cs_versions")) == expected  # live: untouched
+
+    resumed = await replay(registry.store, read_model("current_state", registry.store))
+    assert 1_000 <= resumed.resumed_from < total
+    assert resumed.events == total
+    assert await rows_of(engine, ("cs_models", "cs_versions")) == expected
+    assert await replay_schemas(engine) == []
+
+
+async def interrupt_a_replay(registry: Registry, after: int) -> None:
+    """Start a replay of current_state in batches of 500 and cancel it once it has applied
+    `after` events (Ctrl-C, a crash): it leaves its half-built copy behind."""
     started = asyncio.Event()
 
     def on_progress(done: int, of: int) -> None:
-        if done >= 1_000:
+        if done >= after:
             started.set()
 
     interrupted = asyncio.create_task(
@@ -207,32 +221,12 @@ async def test_an_interrupted_replay_resumes_from_its_own_checkpoint(registry: R
     interrupted.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await interrupted
-    assert await replay_schemas(engine) == [copy_schema("current_state")]
-    assert await rows_of(engine, ("cs_models", "cs_versions")) == expected  # live: untouched
-
-    resumed = await replay(registry.store, read_model("current_state", registry.store))
-    assert 1_000 <= resumed.resumed_from < total
-    assert resumed.events == total
-    assert await rows_of(engine, ("cs_models", "cs_versions")) == expected
-    assert await replay_schemas(engine) == []
 
 
 async def test_restart_drops_a_half_built_copy_and_starts_over(registry: Registry) -> None:
     engine = registry.engine
     expected = await rows_of(engine, ("cs_models", "cs_versions"))
-    started = asyncio.Event()
-    interrupted = asyncio.create_task(
-        replay(
-            registry.store,
-            read_model("current_state", registry.store),
-            batch_size=500,
-            progress=lambda done, _: started.set() if done >= 500 else None,
-        )
-    )
-    await asyncio.wait_for(started.wait(), 60)
-    interrupted.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await interrupted
+    await interrupt_a_replay(registry, after=500)
     again = await replay(registry.store, read_model("current_state", registry.store), restart=True)
     assert again.resumed_from == 0
     assert await rows_of(engine, ("cs_models", "cs_versions")) == expected
@@ -243,19 +237,7 @@ async def test_a_copy_made_before_a_migration_is_dropped_and_rebuilt_on_the_new_
 ) -> None:
     engine = registry.engine
     expected = await rows_of(engine, ("cs_models", "cs_versions"))
-    started = asyncio.Event()
-    interrupted = asyncio.create_task(
-        replay(
-            registry.store,
-            read_model("current_state", registry.store),
-            batch_size=500,
-            progress=lambda done, _: started.set() if done >= 500 else None,
-        )
-    )
-    await asyncio.wait_for(started.wait(), 60)
-    interrupted.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await interrupted
+    await interrupt_a_replay(registry, after=500)
     async with engine.begin() as conn:  # what a migration might do meanwhile
         await conn.execute(text("CREATE INDEX cs_models_updated ON cs_models (updated_at)"))
     try:
