@@ -160,7 +160,6 @@ _READ_BY_NAME = (
 )
 _CHECKPOINT_OF = "SELECT transaction_id::text::bigint FROM events WHERE position = $1"
 _STREAM_VERSION_AT = "SELECT stream_id, stream_version FROM events WHERE position = $1"
-_RESOLVE_NAME = _HOLDER_OF_NAME
 # The model that held `name` at an instant, if one did.
 _HOLDER_OF_NAME_AT = (
     "SELECT stream_id FROM model_names WHERE name = $1 AND claimed_at <= $2"
@@ -415,7 +414,7 @@ class PostgresEventStore:
                 held = await conn.fetchval(_HOLDER_OF_NAME_AT, name, at)
                 if held is not None:
                     return held  # type: ignore[no-any-return]
-            return await conn.fetchval(_RESOLVE_NAME, name)  # type: ignore[no-any-return]
+            return await conn.fetchval(_HOLDER_OF_NAME, name)  # type: ignore[no-any-return]
 
     async def holders_of_name(self, name: str) -> list[str]:
         """Every stream that ever held `name`, the first holder first."""
