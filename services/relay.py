@@ -20,7 +20,6 @@ from sqlalchemy import text
 from contracts.codec import dumps
 from contracts.envelope import Envelope
 from contracts.topics import REGISTRY_EVENTS
-from services.advisory_locks import HeldLock, session_lock
 from services.event_store import START, Checkpoint, PostgresEventStore, RecordedEvent
 from services.kafka_broker import ensure_topics
 from services.wake_signal import WakeSignal
@@ -106,32 +105,32 @@ class Relay:
 
     async def run(self) -> None:
         """Wait to be the one active relay, then publish until cancelled (or the lock is lost)."""
-
-        def standing_by() -> None:
-            log.info("relay %s: another relay is active; standing by", self.name)
-
-        # Another relay is active: take over when it dies.
-        async with session_lock(self.store.engine, LEADER_LOCK, waiting=standing_by) as held:
+        pooled = await self.store.engine.raw_connection()
+        lock_connection = pooled.driver_connection
+        try:
+            while not await lock_connection.fetchval(
+                "SELECT pg_try_advisory_lock($1)", LEADER_LOCK
+            ):
+                await asyncio.sleep(1.0)  # another relay is active: take over when it dies
             self.is_leader = True
             log.info("relay %s is the active relay", self.name)
+            # aiokafka's producer itself rather than FastStream's publish: the relay sends batches
+            # per partition with each event's own headers, which FastStream's publish_batch does
+            # not offer, and one publish call per event capped it at ~6,500 events/s.
+            producer = AIOKafkaProducer(
+                bootstrap_servers=self.bootstrap, client_id="registrar-relay", acks="all"
+            )
+            await producer.start()
             try:
-                # aiokafka's producer itself rather than FastStream's publish: the relay sends
-                # batches per partition with each event's own headers, which FastStream's
-                # publish_batch does not offer, and one publish call per event capped it at
-                # ~6,500 events/s.
-                producer = AIOKafkaProducer(
-                    bootstrap_servers=self.bootstrap, client_id="registrar-relay", acks="all"
-                )
-                await producer.start()
-                try:
-                    await self._publish_forever(producer, held)
-                finally:
-                    with contextlib.suppress(TimeoutError):  # not forever if the broker is gone
-                        await asyncio.wait_for(producer.stop(), 10)
+                await self._publish_forever(producer, lock_connection)
             finally:
-                self.is_leader = False
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(producer.stop(), 10)  # not forever if the broker is gone
+        finally:
+            self.is_leader = False
+            pooled.invalidate()  # closing the session releases the advisory lock
 
-    async def _publish_forever(self, producer: AIOKafkaProducer, held: HeldLock) -> None:
+    async def _publish_forever(self, producer: AIOKafkaProducer, lock_connection: Any) -> None:
         await ensure_topics(self.bootstrap)
         self.progress = await self.load_progress()
         last_check = asyncio.get_running_loop().time()
@@ -158,7 +157,7 @@ class Relay:
                 now = asyncio.get_running_loop().time()
                 if now - last_check >= self.broker_check_seconds:
                     last_check = now
-                    await held.check()  # LockLost ends the relay: another may be active now
+                    await lock_connection.fetchval("SELECT 1")  # our lock's session is alive
                     if REGISTRY_EVENTS.name in await ensure_topics(self.bootstrap):
                         await self._start_over("registry.events was missing")
                         continue
