@@ -3,6 +3,7 @@ FROM python:3.11-slim
 WORKDIR /app
 COPY pyproject.toml README.md ./
 COPY contracts ./contracts
+COPY domain ./domain
 COPY services ./services
 COPY projections ./projections
 RUN pip install --no-cache-dir . && useradd --system registrar

@@ -28,13 +28,13 @@ import httpx
 from fastapi import FastAPI
 from fresh_database import run_on_a_fresh_database
 
-from contracts.values import Role
-from services.access.administration import AccessAdministration
-from services.access.tokens import token_hash
-from services.api.app import create_app
-from services.api.auth import AccessGuard
-from services.command_handler import CommandMeta
-from services.registry import Registry
+from registrar.access.administration import AccessAdministration
+from registrar.access.tokens import token_hash
+from registrar.api.app import create_app
+from registrar.api.auth import AccessGuard
+from registrar.commands.command_handler import CommandMeta
+from registrar.contracts.values import Role
+from registrar.registry import Registry
 
 
 @asynccontextmanager

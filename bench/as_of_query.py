@@ -29,14 +29,15 @@ from history_generator import generate
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from contracts.values import Stage
-from projections.audit_trail import AuditTrailProjection
-from projections.stage_history import StageHistoryProjection, stage_holders_at, stages_at
-from services.cli import tune_garbage_collector
-from services.database import create_engine
-from services.event_store import PostgresEventStore
-from services.projector import Projection, Projector
-from services.schema_migrations import migrate
+from registrar.cli.main import tune_garbage_collector
+from registrar.contracts.values import Stage
+from registrar.projections.audit_trail import AuditTrailProjection
+from registrar.projections.ports import Projection
+from registrar.projections.stage_history import StageHistoryProjection, stage_holders_at, stages_at
+from registrar.projector.runner import Projector
+from registrar.store.database import create_engine
+from registrar.store.event_store import PostgresEventStore
+from registrar.store.schema_migrations import migrate
 
 
 async def build(engine: AsyncEngine, projection: Projection) -> tuple[int, float]:

@@ -38,10 +38,10 @@ from pathlib import Path
 from fresh_database import run_on_a_fresh_database
 from sqlalchemy import text
 
-from contracts.commands import Command, RegisterModel, RegisterVersion, TransitionStage
-from services.command_handler import CommandMeta
-from services.kafka_broker import start_embedded_broker
-from services.registry import Registry
+from registrar.bus.kafka_broker import start_embedded_broker
+from registrar.commands.command_handler import CommandMeta
+from registrar.contracts.commands import Command, RegisterModel, RegisterVersion, TransitionStage
+from registrar.registry import Registry
 
 BIN = Path(sys.executable).parent
 GOAL_P99_MS = 250.0

@@ -13,7 +13,7 @@ from typing import TypeVar
 import asyncpg
 from sqlalchemy.engine import make_url
 
-from services.database import start_embedded_postgres
+from registrar.store.database import start_embedded_postgres
 
 T = TypeVar("T")
 

@@ -56,8 +56,9 @@ from typing import Any
 import asyncpg
 from fresh_database import plain, run_on_a_fresh_database
 
-from contracts.codec import dumps
-from contracts.commands import (
+from registrar.bus.training_ingest import INGEST_ACTOR, _version_of, run_command_id
+from registrar.contracts.codec import dumps
+from registrar.contracts.commands import (
     Command,
     DeleteAlias,
     DeleteModel,
@@ -75,19 +76,18 @@ from contracts.commands import (
     UpdateModelDescription,
     UpdateVersionDescription,
 )
-from contracts.envelope import Envelope
-from contracts.events import SCHEMA_VERSION, ModelDeleted, ModelRegistered, ModelRenamed
-from contracts.identifiers import derived_event_id
-from contracts.training import RUN_SCHEMA_VERSION, ArtifactRef, CodeRef, RecordRun
-from contracts.values import DatasetRef, ParentRef, Stage
-from services.database import create_engine
-from services.domain.decider import decide
-from services.domain.errors import DomainError
-from services.domain.runs import decide_run, run_stream_id
-from services.domain.state import STATE_SCHEMA, ModelState, evolve, state_to_json
-from services.event_store import NewEvent, StreamHead, chain
-from services.schema_migrations import migrate
-from services.training_ingest import INGEST_ACTOR, _version_of, run_command_id
+from registrar.contracts.envelope import Envelope
+from registrar.contracts.events import SCHEMA_VERSION, ModelDeleted, ModelRegistered, ModelRenamed
+from registrar.contracts.identifiers import derived_event_id
+from registrar.contracts.training import RUN_SCHEMA_VERSION, ArtifactRef, CodeRef, RecordRun
+from registrar.contracts.values import DatasetRef, ParentRef, Stage
+from registrar.domain.decider import decide
+from registrar.domain.errors import DomainError
+from registrar.domain.runs import decide_run, run_stream_id
+from registrar.domain.state import STATE_SCHEMA, ModelState, evolve, state_to_json
+from registrar.store.database import create_engine
+from registrar.store.event_store import NewEvent, StreamHead, chain
+from registrar.store.schema_migrations import migrate
 
 DEFAULT_START = datetime(2025, 1, 1, tzinfo=UTC)
 SNAPSHOT_EVERY = 200  # as the command handler's default
@@ -257,7 +257,7 @@ class _Generator:
     # Ids and times ---------------------------------------------------------------------------
 
     def _uuid7(self, at: float) -> uuid.UUID:
-        """A UUIDv7 of time `at` with seeded random bits (contracts.identifiers.uuid7's layout)."""
+        """A UUIDv7 of time `at` with seeded random bits (registrar.contracts.identifiers.uuid7's layout)."""
         millis = int(at * 1000)
         rand = self.rng.getrandbits(74)
         value = (millis & ((1 << 48) - 1)) << 80
@@ -773,8 +773,8 @@ async def _generate_and_report(url: str, args: argparse.Namespace) -> None:
     )
     _report(history)
     if args.verify:
-        from services.chain_verification import verify_chains
-        from services.event_store import PostgresEventStore
+        from registrar.store.chain_verification import verify_chains
+        from registrar.store.event_store import PostgresEventStore
 
         engine = create_engine(url, pool_size=2)
         try:

@@ -9,7 +9,7 @@ nothing. Goal: p99 under 50 ms.
 The server is REGISTRAR_DATABASE_URL if set, else an embedded PostgreSQL started under a temporary
 directory; the run uses a fresh database, dropped at the end. The queried nodes are drawn from
 every kind: the most used datasets (the largest answers), random datasets, runs and versions.
-A query is timed from the call to `projections.lineage.impact` (what GET /v1/lineage/impact
+A query is timed from the call to `registrar.projections.lineage.impact` (what GET /v1/lineage/impact
 runs) to its JSON bytes, on one connection, one query at a time.
 """
 
@@ -25,11 +25,11 @@ from fresh_database import run_on_a_fresh_database
 from history_generator import generate
 from sqlalchemy import text
 
-from contracts.codec import dumps
-from projections.lineage import LineageProjection, impact
-from services.database import create_engine
-from services.event_store import PostgresEventStore
-from services.projector import Projector
+from registrar.contracts.codec import dumps
+from registrar.projections.lineage import LineageProjection, impact
+from registrar.projector.runner import Projector
+from registrar.store.database import create_engine
+from registrar.store.event_store import PostgresEventStore
 
 
 async def build_projection(url: str) -> tuple[int, float]:

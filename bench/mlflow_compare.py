@@ -52,8 +52,8 @@ import httpx
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from fresh_database import with_fresh_database  # noqa: E402  (bench/ is not a package)
 
-from projections.catalogue import READ_MODELS  # noqa: E402
-from projections.current_state import NAME as CURRENT_STATE  # noqa: E402
+from registrar.projections.catalogue import READ_MODELS  # noqa: E402
+from registrar.projections.current_state import NAME as CURRENT_STATE  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 HOST = "127.0.0.1"

@@ -26,7 +26,7 @@ import asyncpg
 from fresh_database import plain, run_on_a_fresh_database
 from history_generator import generate
 
-from projections.catalogue import READ_MODELS
+from registrar.projections.catalogue import READ_MODELS
 
 REGISTRAR = Path(sys.executable).parent / "registrar"
 SWAPPED = re.compile(r"swapped in at position [\d,]+: ([\d,]+) events")

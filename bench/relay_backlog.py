@@ -37,14 +37,14 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from fresh_database import plain, run_on_a_fresh_database
 from sqlalchemy import text
 
-from contracts.events import Event, ModelRegistered, VersionRegistered, VersionTagSet
-from contracts.identifiers import uuid7
-from contracts.topics import REGISTRY_EVENTS
-from services.database import create_engine
-from services.event_store import NameChange, NewEvent, PostgresEventStore, StreamHead
-from services.kafka_broker import ensure_topics, start_embedded_broker
-from services.relay import Relay
-from services.schema_migrations import migrate
+from registrar.bus.kafka_broker import ensure_topics, start_embedded_broker
+from registrar.bus.relay import Relay
+from registrar.contracts.events import Event, ModelRegistered, VersionRegistered, VersionTagSet
+from registrar.contracts.identifiers import uuid7
+from registrar.contracts.topics import REGISTRY_EVENTS
+from registrar.store.database import create_engine
+from registrar.store.event_store import NameChange, NewEvent, PostgresEventStore, StreamHead
+from registrar.store.schema_migrations import migrate
 
 BIN = Path(sys.executable).parent
 GOAL = 10_000

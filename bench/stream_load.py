@@ -20,21 +20,27 @@ from typing import Any
 
 from fresh_database import run_on_a_fresh_database
 
-from contracts.codec import dumps
-from contracts.envelope import Envelope
-from contracts.events import (
+from registrar.commands.command_handler import CommandHandler, LoadedStream
+from registrar.contracts.codec import dumps
+from registrar.contracts.envelope import Envelope
+from registrar.contracts.events import (
     Event,
     MetricsRecorded,
     ModelRegistered,
     VersionRegistered,
     VersionTagSet,
 )
-from contracts.identifiers import uuid7
-from services.command_handler import CommandHandler, LoadedStream
-from services.database import create_engine
-from services.domain.state import STATE_SCHEMA, state_to_json
-from services.event_store import NameChange, NewEvent, PostgresEventStore, Snapshot, StreamHead
-from services.schema_migrations import migrate
+from registrar.contracts.identifiers import uuid7
+from registrar.domain.state import STATE_SCHEMA, state_to_json
+from registrar.store.database import create_engine
+from registrar.store.event_store import (
+    NameChange,
+    NewEvent,
+    PostgresEventStore,
+    Snapshot,
+    StreamHead,
+)
+from registrar.store.schema_migrations import migrate
 
 MODEL = "bench-long-stream"
 STREAM_ID = str(uuid7())

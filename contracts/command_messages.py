@@ -8,8 +8,8 @@ from uuid import UUID
 
 from pydantic import Field, model_validator
 
-from contracts.commands import Command
-from contracts.values import Frozen
+from registrar.contracts.commands import Command
+from registrar.contracts.values import Frozen
 
 
 class CommandMessage(Frozen):

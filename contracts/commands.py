@@ -7,8 +7,8 @@ from typing import Annotated, Literal
 
 from pydantic import Field, model_validator
 
-from contracts.model_card import ModelCardPatch
-from contracts.values import (
+from registrar.contracts.model_card import ModelCardPatch
+from registrar.contracts.values import (
     AliasName,
     DatasetRef,
     Description,

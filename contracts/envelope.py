@@ -9,8 +9,8 @@ from uuid import UUID
 
 from pydantic import Field
 
-from contracts.codec import canonical
-from contracts.values import Frozen
+from registrar.contracts.codec import canonical
+from registrar.contracts.values import Frozen
 
 GENESIS_HASH = "0" * 64
 """The `prev_hash` of a stream's first event."""

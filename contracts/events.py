@@ -1,5 +1,5 @@
 """Events: the immutable facts of a model's stream. Their payloads are what the store keeps; the
-envelope (contracts.envelope) adds identity, order, time, actor and the hash chain."""
+envelope (registrar.contracts.envelope) adds identity, order, time, actor and the hash chain."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ from uuid import UUID
 
 from pydantic import Field, TypeAdapter
 
-from contracts.policies import TransitionAuthorization
-from contracts.values import (
+from registrar.contracts.policies import TransitionAuthorization
+from registrar.contracts.values import (
     DatasetRef,
     Frozen,
     Metrics,

@@ -9,7 +9,7 @@ from uuid import UUID
 
 from pydantic import Field
 
-from contracts.values import Frozen, Stage
+from registrar.contracts.values import Frozen, Stage
 
 
 class Approval(Frozen):

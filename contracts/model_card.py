@@ -7,7 +7,7 @@ from typing import Annotated
 
 from pydantic import Field
 
-from contracts.values import Frozen
+from registrar.contracts.values import Frozen
 
 MAX_CARD_TEXT_LENGTH = 100_000
 

@@ -3,7 +3,7 @@ the version), the event that applies a policy, and the record of what allowed a 
 
 Policy events live in their own stream (`policy`), folded apart from model streams, so they are
 not part of contracts.events.Event. A gate is kept as the text it was written in; the domain
-(services.domain.policies) parses it, and refuses a policy holding a gate it cannot parse."""
+(registrar.domain.policies) parses it, and refuses a policy holding a gate it cannot parse."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field
 
-from contracts.values import AliasName, Frozen, Role, StageName
+from registrar.contracts.values import AliasName, Frozen, Role, StageName
 
 POLICY_STREAM_ID = "policy"
 """The one stream holding every PolicyApplied (model streams have UUID ids, so no clash)."""

@@ -7,14 +7,14 @@ from typing import get_args
 
 from pydantic import BaseModel
 
-from contracts.codec import canonical
-from contracts.command_messages import CommandMessage, CommandResult
-from contracts.commands import Command
-from contracts.envelope import Envelope
-from contracts.events import AccessEvent, Event
-from contracts.integration import Promotion
-from contracts.policies import PolicyApplied
-from contracts.training import TrainingCompleted
+from registrar.contracts.codec import canonical
+from registrar.contracts.command_messages import CommandMessage, CommandResult
+from registrar.contracts.commands import Command
+from registrar.contracts.envelope import Envelope
+from registrar.contracts.events import AccessEvent, Event
+from registrar.contracts.integration import Promotion
+from registrar.contracts.policies import PolicyApplied
+from registrar.contracts.training import TrainingCompleted
 
 
 def contract_models() -> dict[str, type[BaseModel]]:

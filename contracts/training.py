@@ -3,7 +3,7 @@
 
 TrainingCompleted's JSON shape is fixed by its producers: unknown fields are refused by name and
 optional fields may be omitted. Run events live in `run:<run_id>` streams, folded apart from model
-streams, so they are not part of contracts.events.Event.
+streams, so they are not part of registrar.contracts.events.Event.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from uuid import UUID
 
 from pydantic import AfterValidator, Field, model_validator
 
-from contracts.values import DatasetRef, Frozen, Metrics, ModelName, Params
+from registrar.contracts.values import DatasetRef, Frozen, Metrics, ModelName, Params
 
 MAX_RUN_ID_LENGTH = 256
 _RUN_ID = re.compile(r"^[\w.\-:]+$")
@@ -33,7 +33,7 @@ def check_run_id(run_id: str) -> str:
 
 
 def _as_utc(moment: datetime) -> datetime:
-    # A time without a zone is UTC, as everywhere else in Registrar (see contracts.codec).
+    # A time without a zone is UTC, as everywhere else in Registrar (see registrar.contracts.codec).
     return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 

@@ -13,14 +13,14 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from contracts.codec import dumps
-from contracts.envelope import Envelope
-from projections.paging import keyset_page
-from projections.unapplied_events import by_model_stream, unapplied_events
-from services.domain.state import ModelState, fold
-from services.domain.transition_requests import TransitionRequest, request_fields
-from services.event_store import PostgresEventStore
-from services.stream_states import StreamStates
+from registrar.contracts.codec import dumps
+from registrar.contracts.envelope import Envelope
+from registrar.domain.state import ModelState, fold
+from registrar.domain.transition_requests import TransitionRequest, request_fields
+from registrar.projections.paging import keyset_page
+from registrar.projections.ports import EventSource
+from registrar.projections.stream_states import StreamStates
+from registrar.projections.unapplied_events import by_model_stream, unapplied_events
 
 NAME = "approvals"
 
@@ -59,7 +59,7 @@ class ApprovalsProjection:
     name = NAME
     tables = ("ap_requests", "ap_streams")
 
-    def __init__(self, store: PostgresEventStore, cache_size: int = 10_000) -> None:
+    def __init__(self, store: EventSource, cache_size: int = 10_000) -> None:
         self.store = store
         self.states = StreamStates(store, cache_size)
 

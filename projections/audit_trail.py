@@ -21,13 +21,13 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from contracts.codec import dumps, loads
-from contracts.envelope import Envelope
-from contracts.events import EVENT_TYPES
-from projections.name_holders import NameHolders
-from projections.paging import keyset_page
-from projections.unapplied_events import unapplied_events
-from services.event_store import PostgresEventStore
+from registrar.contracts.codec import dumps, loads
+from registrar.contracts.envelope import Envelope
+from registrar.contracts.events import EVENT_TYPES
+from registrar.projections.name_holders import NameHolders
+from registrar.projections.paging import keyset_page
+from registrar.projections.ports import EventSource
+from registrar.projections.unapplied_events import unapplied_events
 
 NAME = "audit_trail"
 
@@ -231,7 +231,7 @@ class AuditTrailProjection:
     name = NAME
     tables = ("audit_trail", "audit_streams")
 
-    def __init__(self, store: PostgresEventStore) -> None:
+    def __init__(self, store: EventSource) -> None:
         self.store = store
         self._holders = NameHolders(store)
         """The model a run or a refused attempt names, as of the event."""
@@ -391,7 +391,7 @@ class AuditFilter:
         return where, params
 
 
-async def resolved(audit_filter: AuditFilter, store: PostgresEventStore) -> AuditFilter:
+async def resolved(audit_filter: AuditFilter, store: EventSource) -> AuditFilter:
     """`audit_filter` with the stream ids of every model that ever held the name it asks for."""
     if audit_filter.model is None:
         return audit_filter

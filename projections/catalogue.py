@@ -1,23 +1,22 @@
 """Every read model Registrar keeps, by name: what the in-process projectors, the Kafka projector
 services (`registrar project`) and replay (`registrar replay`) all build from.
 
-A read model is a `services.projector.Projection`: a name, the tables it owns (replay rebuilds
-exactly those), and `apply`, which must skip what it has already applied (events arrive at least
-once, and in any order across streams when fed from Kafka)."""
+A read model is a `registrar.projections.ports.Projection`: a name, the tables it owns (replay
+rebuilds exactly those), and `apply`, which must skip what it has already applied (events arrive
+at least once, and in any order across streams when fed from Kafka)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
-from projections.approvals import ApprovalsProjection
-from projections.audit_trail import AuditTrailProjection
-from projections.current_state import CurrentStateProjection
-from projections.lineage import LineageProjection
-from projections.stage_history import StageHistoryProjection
-from services.event_store import PostgresEventStore
-from services.projector import Projection
+from registrar.projections.approvals import ApprovalsProjection
+from registrar.projections.audit_trail import AuditTrailProjection
+from registrar.projections.current_state import CurrentStateProjection
+from registrar.projections.lineage import LineageProjection
+from registrar.projections.ports import EventSource, Projection
+from registrar.projections.stage_history import StageHistoryProjection
 
-READ_MODELS: dict[str, Callable[[PostgresEventStore], Projection]] = {
+READ_MODELS: dict[str, Callable[[EventSource], Projection]] = {
     CurrentStateProjection.name: CurrentStateProjection,
     ApprovalsProjection.name: ApprovalsProjection,
     LineageProjection.name: LineageProjection,
@@ -27,7 +26,7 @@ READ_MODELS: dict[str, Callable[[PostgresEventStore], Projection]] = {
 """Name → factory. Add a read model here and every runner picks it up."""
 
 
-def read_model(name: str, store: PostgresEventStore) -> Projection:
+def read_model(name: str, store: EventSource) -> Projection:
     try:
         factory = READ_MODELS[name]
     except KeyError:

@@ -13,14 +13,14 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from contracts.codec import dumps
-from contracts.envelope import Envelope
-from projections.paging import keyset_page
-from projections.unapplied_events import by_model_stream, unapplied_events
-from services.domain.state import ModelState, VersionState, fold
-from services.event_store import PostgresEventStore
-from services.mlflow_search import Clause, SortKey
-from services.stream_states import StreamStates
+from registrar.contracts.codec import dumps
+from registrar.contracts.envelope import Envelope
+from registrar.domain.mlflow_search import Clause, SortKey
+from registrar.domain.state import ModelState, VersionState, fold
+from registrar.projections.paging import keyset_page
+from registrar.projections.ports import EventSource
+from registrar.projections.stream_states import StreamStates
+from registrar.projections.unapplied_events import by_model_stream, unapplied_events
 
 NAME = "current_state"
 
@@ -153,7 +153,7 @@ class CurrentStateProjection:
     name = NAME
     tables = ("cs_models", "cs_versions")
 
-    def __init__(self, store: PostgresEventStore, cache_size: int = 10_000) -> None:
+    def __init__(self, store: EventSource, cache_size: int = 10_000) -> None:
         self.store = store
         self.states = StreamStates(store, cache_size)
         """Each model's state as of its last applied version, to fold its next events onto."""
@@ -308,7 +308,7 @@ async def list_versions(
     return page, token
 
 
-# MLflow searches: filters parsed by services.mlflow_search, translated onto these tables ---------
+# MLflow searches: filters parsed by registrar.domain.mlflow_search, translated onto these tables
 
 _MICROS = "floor(extract(epoch FROM {column}) * 1000000)::bigint"
 """A timestamp as whole microseconds: a sort key that survives a JSON page token exactly."""

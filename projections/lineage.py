@@ -24,17 +24,17 @@ from typing import Any, Literal
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from contracts.codec import dumps
-from contracts.envelope import Envelope
-from contracts.events import EVENT_TYPES
-from contracts.training import RUN_EVENT_TYPES, RunRecorded, run_event_from_payload
-from contracts.values import DatasetRef
-from projections.name_holders import NameHolders
-from projections.unapplied_events import unapplied_events
-from services.domain.errors import Invalid, NotFound
-from services.domain.state import ModelState, VersionState, fold
-from services.event_store import PostgresEventStore
-from services.stream_states import StreamStates
+from registrar.contracts.codec import dumps
+from registrar.contracts.envelope import Envelope
+from registrar.contracts.events import EVENT_TYPES
+from registrar.contracts.training import RUN_EVENT_TYPES, RunRecorded, run_event_from_payload
+from registrar.contracts.values import DatasetRef
+from registrar.domain.errors import Invalid, NotFound
+from registrar.domain.state import ModelState, VersionState, fold
+from registrar.projections.name_holders import NameHolders
+from registrar.projections.ports import EventSource
+from registrar.projections.stream_states import StreamStates
+from registrar.projections.unapplied_events import unapplied_events
 
 NAME = "lineage"
 KINDS = ("dataset", "run", "commit", "version", "deployment")
@@ -175,7 +175,7 @@ class LineageProjection:
     name = NAME
     tables = ("lineage_nodes", "lineage_edges", "lineage_models", "lineage_model_names")
 
-    def __init__(self, store: PostgresEventStore, cache_size: int = 10_000) -> None:
+    def __init__(self, store: EventSource, cache_size: int = 10_000) -> None:
         self.store = store
         self.states = StreamStates(store, cache_size)
         self._holders = NameHolders(store)

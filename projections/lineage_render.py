@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from contracts.codec import dumps
+from registrar.contracts.codec import dumps
 
 FORMATS = ("json", "mermaid", "dot")
 

@@ -6,15 +6,15 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from contracts.envelope import Envelope
-from services.event_store import PostgresEventStore
+from registrar.contracts.envelope import Envelope
+from registrar.projections.ports import EventSource
 
 RELEASING = frozenset({"ModelRenamed", "ModelDeleted"})
 """The events after which a name may pass to another model."""
 
 
 class NameHolders:
-    def __init__(self, store: PostgresEventStore, limit: int = 100_000) -> None:
+    def __init__(self, store: EventSource, limit: int = 100_000) -> None:
         self.store = store
         self.limit = limit
         self._held: dict[str, str] = {}

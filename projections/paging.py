@@ -10,7 +10,7 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from contracts.codec import dumps, loads
+from registrar.contracts.codec import dumps, loads
 
 
 class BadPageToken(ValueError):

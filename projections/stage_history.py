@@ -21,8 +21,8 @@ from uuid import UUID
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from contracts.envelope import Envelope
-from contracts.events import (
+from registrar.contracts.envelope import Envelope
+from registrar.contracts.events import (
     AliasDeleted,
     AliasSet,
     ModelDeleted,
@@ -33,9 +33,9 @@ from contracts.events import (
     VersionRegistered,
     event_from_payload,
 )
-from contracts.values import Stage
-from projections.unapplied_events import by_model_stream, unapplied_events
-from services.event_store import PostgresEventStore
+from registrar.contracts.values import Stage
+from registrar.projections.ports import EventSource
+from registrar.projections.unapplied_events import by_model_stream, unapplied_events
 
 NAME = "stage_history"
 
@@ -229,7 +229,7 @@ class StageHistoryProjection:
     name = NAME
     tables = ("history_models", "stage_history", "alias_history")
 
-    def __init__(self, store: PostgresEventStore) -> None:
+    def __init__(self, store: EventSource) -> None:
         self.store = store
 
     async def apply(self, conn: AsyncConnection, events: Sequence[Envelope]) -> None:

@@ -6,9 +6,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
-from contracts.envelope import Envelope
-from contracts.events import EVENT_TYPES
-from services.event_store import PostgresEventStore
+from registrar.contracts.envelope import Envelope
+from registrar.contracts.events import EVENT_TYPES
+from registrar.projections.ports import EventSource
 
 
 def by_model_stream(events: Iterable[Envelope]) -> dict[str, list[Envelope]]:
@@ -21,7 +21,7 @@ def by_model_stream(events: Iterable[Envelope]) -> dict[str, list[Envelope]]:
 
 
 async def unapplied_events(
-    store: PostgresEventStore, delivered: Sequence[Envelope], applied_version: int
+    store: EventSource, delivered: Sequence[Envelope], applied_version: int
 ) -> list[Envelope]:
     """`delivered` (one stream's events, in order) after `applied_version`, gapless: read from the
     store up to the last delivered version when they do not follow on."""

@@ -12,13 +12,13 @@ from dataclasses import dataclass, field
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from projections.catalogue import READ_MODELS, read_model
-from projections.current_state import NAME as CURRENT_STATE
-from services.command_handler import CommandHandler, LoadedStream
-from services.database import create_engine
-from services.event_store import PostgresEventStore
-from services.projector import Projector
-from services.schema_migrations import migrate
+from registrar.commands.command_handler import CommandHandler, LoadedStream
+from registrar.projections.catalogue import READ_MODELS, read_model
+from registrar.projections.current_state import NAME as CURRENT_STATE
+from registrar.projector.runner import Projector
+from registrar.store.database import create_engine
+from registrar.store.event_store import PostgresEventStore
+from registrar.store.schema_migrations import migrate
 
 _NOT_YET_PROJECTED = text(
     "SELECT w.stream_id FROM unnest(CAST(:streams AS text[]), CAST(:versions AS int[]))"

@@ -14,12 +14,12 @@ from dataclasses import dataclass, field
 import uvicorn
 from faststream.kafka import KafkaBroker
 
-from projections.catalogue import READ_MODELS, read_model
-from services.api.app import create_app
-from services.kafka_broker import ensure_topics, wait_for_broker
-from services.kafka_projector import attach_projection
-from services.registry import Registry
-from services.relay import Relay
+from registrar.api.app import create_app
+from registrar.bus.kafka_broker import ensure_topics, wait_for_broker
+from registrar.bus.kafka_projector import attach_projection
+from registrar.bus.relay import Relay
+from registrar.projections.catalogue import READ_MODELS, read_model
+from registrar.registry import Registry
 
 log = logging.getLogger("registrar.runtime")
 
@@ -68,7 +68,7 @@ def _consumers(bootstrap: str, registry: Registry, roles: Roles) -> list[KafkaBr
     attachers: list[Callable[[KafkaBroker], None]] = []
     for name in roles.projections:
         if name == "promotions":
-            from services.promotions import attach_promotions
+            from registrar.bus.promotions import attach_promotions
 
             attachers.append(lambda kafka: attach_promotions(kafka, store))
         elif name in READ_MODELS:
@@ -77,8 +77,8 @@ def _consumers(bootstrap: str, registry: Registry, roles: Roles) -> list[KafkaBr
         else:
             raise ValueError(f"unknown projection {name!r}: choose from {', '.join(PROJECTIONS)}")
     if roles.ingest:
-        from services.command_bus import attach_command_bus
-        from services.training_ingest import attach_training_ingest
+        from registrar.bus.command_bus import attach_command_bus
+        from registrar.bus.training_ingest import attach_training_ingest
 
         attachers.append(lambda kafka: attach_training_ingest(kafka, registry))
         attachers.append(lambda kafka: attach_command_bus(kafka, registry))

@@ -16,10 +16,10 @@ import pytest
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from services.api.app import create_app
-from services.database import create_engine, start_embedded_postgres
-from services.registry import Registry
-from services.schema_migrations import migrate
+from registrar.api.app import create_app
+from registrar.registry import Registry
+from registrar.store.database import create_engine, start_embedded_postgres
+from registrar.store.schema_migrations import migrate
 
 
 def configured_server_url() -> str | None:
@@ -127,7 +127,7 @@ def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         with KafkaContainer().with_kraft() as kafka:
             yield kafka.get_bootstrap_server()
         return
-    from services.kafka_broker import start_embedded_broker
+    from registrar.bus.kafka_broker import start_embedded_broker
 
     broker = start_embedded_broker(log_path=tmp_path_factory.mktemp("kafka") / "tansu.log")
     try:

@@ -13,13 +13,13 @@ import httpx
 import pytest
 from sqlalchemy import text
 
-from contracts.values import Role
-from services.access.administration import AccessAdministration
-from services.access.refusals import RefusalRecorder
-from services.api.app import create_app
-from services.api.auth import AccessGuard
-from services.command_handler import CommandMeta
-from services.registry import Registry
+from registrar.access.administration import AccessAdministration
+from registrar.access.refusals import RefusalRecorder
+from registrar.api.app import create_app
+from registrar.api.auth import AccessGuard
+from registrar.commands.command_handler import CommandMeta
+from registrar.contracts.values import Role
+from registrar.registry import Registry
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
@@ -365,7 +365,7 @@ async def test_access_events_leave_the_model_projections_working(secured: Secure
 
 
 async def test_a_refusal_flood_is_counted_once_the_queue_is_full(secured: Secured) -> None:
-    from contracts.events import AccessRefused
+    from registrar.contracts.events import AccessRefused
 
     recorder = RefusalRecorder(secured.registry.store, capacity=5)
     marker = unique("/flood")

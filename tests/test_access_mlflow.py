@@ -14,11 +14,11 @@ from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 from registrar_process import registrar_env, running_registrar
 
-from contracts.values import Role
-from services.access.administration import AccessAdministration
-from services.command_handler import CommandMeta
-from services.database import create_engine
-from services.event_store import PostgresEventStore
+from registrar.access.administration import AccessAdministration
+from registrar.commands.command_handler import CommandMeta
+from registrar.contracts.values import Role
+from registrar.store.database import create_engine
+from registrar.store.event_store import PostgresEventStore
 
 ClientAs = Callable[[Role | None], MlflowClient]
 """An MLflow client sending the token of a role (None: no token)."""

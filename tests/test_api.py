@@ -10,7 +10,7 @@ import httpx
 import pytest
 from sqlalchemy import text
 
-from services.registry import Registry
+from registrar.registry import Registry
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 

@@ -13,7 +13,7 @@ import pytest
 from registrar_process import BIN, registrar_env
 from sqlalchemy import text
 
-from services.registry import Registry
+from registrar.registry import Registry
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 

@@ -17,9 +17,9 @@ import httpx
 import pytest
 from registrar_process import BIN, registrar_env
 
-from contracts.identifiers import uuid7
-from services.event_store import NewEvent, StreamHead
-from services.registry import Registry
+from registrar.contracts.identifiers import uuid7
+from registrar.registry import Registry
+from registrar.store.event_store import NewEvent, StreamHead
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 

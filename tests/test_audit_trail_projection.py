@@ -13,12 +13,12 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from contracts.envelope import Envelope
-from contracts.identifiers import uuid7
-from projections.audit_trail import AuditTrailProjection
-from projections.stage_history import StageHistoryProjection
-from services.event_store import NewEvent, PostgresEventStore, StreamHead
-from services.projector import Projection
+from registrar.contracts.envelope import Envelope
+from registrar.contracts.identifiers import uuid7
+from registrar.projections.audit_trail import AuditTrailProjection
+from registrar.projections.ports import Projection
+from registrar.projections.stage_history import StageHistoryProjection
+from registrar.store.event_store import NewEvent, PostgresEventStore, StreamHead
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 

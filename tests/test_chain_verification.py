@@ -14,14 +14,14 @@ from registrar_process import BIN, registrar_env
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from contracts.codec import dumps, loads
-from contracts.commands import RegisterModel, RegisterVersion, TransitionStage
-from contracts.envelope import chain_hash
-from services.chain_verification import verify_chains
-from services.command_handler import CommandHandler, CommandMeta
-from services.database import create_engine
-from services.event_store import PostgresEventStore
-from services.schema_migrations import migrate
+from registrar.commands.command_handler import CommandHandler, CommandMeta
+from registrar.contracts.codec import dumps, loads
+from registrar.contracts.commands import RegisterModel, RegisterVersion, TransitionStage
+from registrar.contracts.envelope import chain_hash
+from registrar.store.chain_verification import verify_chains
+from registrar.store.database import create_engine
+from registrar.store.event_store import PostgresEventStore
+from registrar.store.schema_migrations import migrate
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 

@@ -10,7 +10,7 @@ import httpx
 from conftest import create_database, drop_database
 from registrar_process import BIN, registrar_env, running_registrar
 
-from contracts.schemas import contract_models
+from registrar.contracts.schemas import contract_models
 
 
 def run(*args: str, env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:

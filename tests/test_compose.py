@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from services.cli import parser
-from services.settings import Settings
+from registrar.cli.main import parser
+from registrar.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
 COMPOSE = yaml.safe_load((ROOT / "compose.yaml").read_text(encoding="utf-8"))

@@ -11,7 +11,8 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from contracts.commands import (
+from registrar.commands.command_handler import CommandHandler, CommandMeta
+from registrar.contracts.commands import (
     DeleteModel,
     DeleteVersion,
     RecordMetrics,
@@ -22,10 +23,9 @@ from contracts.commands import (
     SetVersionTag,
     TransitionStage,
 )
-from projections.current_state import CurrentStateProjection
-from services.command_handler import CommandHandler, CommandMeta
-from services.event_store import START, PostgresEventStore
-from services.projector import Projector
+from registrar.projections.current_state import CurrentStateProjection
+from registrar.projector.runner import Projector
+from registrar.store.event_store import START, PostgresEventStore
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 

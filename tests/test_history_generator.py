@@ -11,11 +11,11 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from contracts.commands import RegisterVersion, RenameModel, SetAlias
-from services.chain_verification import verify_chains
-from services.command_handler import CommandHandler, CommandMeta
-from services.domain.state import fold
-from services.event_store import START, PostgresEventStore
+from registrar.commands.command_handler import CommandHandler, CommandMeta
+from registrar.contracts.commands import RegisterVersion, RenameModel, SetAlias
+from registrar.domain.state import fold
+from registrar.store.chain_verification import verify_chains
+from registrar.store.event_store import START, PostgresEventStore
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
 from history_generator import DEFAULT_START, History, _Generator, generate  # noqa: E402

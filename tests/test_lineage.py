@@ -13,8 +13,8 @@ import pytest
 from registrar_process import BIN, registrar_env
 from sqlalchemy import text
 
-from services.api.app import create_app
-from services.database import create_engine
+from registrar.api.app import create_app
+from registrar.store.database import create_engine
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 

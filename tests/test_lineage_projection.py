@@ -12,7 +12,9 @@ from uuid import uuid4
 import pytest
 from sqlalchemy import text
 
-from contracts.commands import (
+from registrar.bus.training_ingest import ingest
+from registrar.commands.command_handler import CommandMeta
+from registrar.contracts.commands import (
     DeleteModel,
     DeleteVersion,
     RegisterModel,
@@ -21,15 +23,13 @@ from contracts.commands import (
     SetAlias,
     TransitionStage,
 )
-from contracts.envelope import GENESIS_HASH, Envelope
-from contracts.training import TrainingCompleted
-from contracts.values import DatasetRef, ParentRef
-from projections.lineage import LineageProjection, graph, impact
-from services.command_handler import CommandMeta
-from services.event_store import START
-from services.projector import Projector
-from services.registry import Registry
-from services.training_ingest import ingest
+from registrar.contracts.envelope import GENESIS_HASH, Envelope
+from registrar.contracts.training import TrainingCompleted
+from registrar.contracts.values import DatasetRef, ParentRef
+from registrar.projections.lineage import LineageProjection, graph, impact
+from registrar.projector.runner import Projector
+from registrar.registry import Registry
+from registrar.store.event_store import START
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 

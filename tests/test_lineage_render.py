@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from projections.lineage_render import node_label, render, to_dot, to_mermaid
+from registrar.projections.lineage_render import node_label, render, to_dot, to_mermaid
 
 GRAPH: dict[str, Any] = {
     "node": "version:churn/2",

@@ -18,21 +18,21 @@ from registrar_process import registrar_env
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from contracts.commands import (
+from registrar.commands.command_handler import CommandMeta
+from registrar.contracts.commands import (
     RecordMetrics,
     RegisterModel,
     RegisterVersion,
     SetAlias,
     TransitionStage,
 )
-from projections.catalogue import READ_MODELS, read_model
-from projections.current_state import list_models, model_view, version_view
-from services.command_handler import CommandMeta
-from services.domain.state import fold
-from services.event_store import PostgresEventStore
-from services.projector import Projector
-from services.registry import Registry
-from services.replay import ProgressBar, ReplayBusy, copy_schema, replay
+from registrar.domain.state import fold
+from registrar.projections.catalogue import READ_MODELS, read_model
+from registrar.projections.current_state import list_models, model_view, version_view
+from registrar.projector.replay import ProgressBar, ReplayBusy, copy_schema, replay
+from registrar.projector.runner import Projector
+from registrar.registry import Registry
+from registrar.store.event_store import PostgresEventStore
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
 from history_generator import generate  # noqa: E402

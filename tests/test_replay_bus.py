@@ -15,8 +15,8 @@ from registrar_process import registrar_env, running_registrar
 from sqlalchemy.ext.asyncio import AsyncEngine
 from test_replay import rebuilt_from_scratch, rows_of
 
-from projections.catalogue import READ_MODELS, read_model
-from services.event_store import PostgresEventStore
+from registrar.projections.catalogue import READ_MODELS, read_model
+from registrar.store.event_store import PostgresEventStore
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
 from history_generator import generate  # noqa: E402

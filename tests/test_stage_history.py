@@ -12,9 +12,9 @@ import httpx
 import pytest
 from sqlalchemy import text
 
-from contracts.values import Stage
-from projections.stage_history import STAGE_HOLDERS
-from services.registry import Registry
+from registrar.contracts.values import Stage
+from registrar.projections.stage_history import STAGE_HOLDERS
+from registrar.registry import Registry
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 

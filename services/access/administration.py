@@ -12,15 +12,15 @@ from uuid import UUID
 
 from sqlalchemy import text
 
-from contracts.envelope import Envelope
-from contracts.events import AccessEvent, TokenIssued, access_event_from_payload
-from contracts.identifiers import derived_event_id, uuid7
-from contracts.values import Role
-from services.access import rules
-from services.access.tokens import new_token, token_hash
-from services.command_handler import CommandMeta
-from services.domain.errors import Conflict, NotFound
-from services.event_store import (
+from registrar.access import rules
+from registrar.access.tokens import new_token, token_hash
+from registrar.commands.command_handler import CommandMeta
+from registrar.contracts.envelope import Envelope
+from registrar.contracts.events import AccessEvent, TokenIssued, access_event_from_payload
+from registrar.contracts.identifiers import derived_event_id, uuid7
+from registrar.contracts.values import Role
+from registrar.domain.errors import Conflict, NotFound
+from registrar.store.event_store import (
     ConcurrencyConflict,
     NewEvent,
     PostgresEventStore,

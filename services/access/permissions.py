@@ -7,7 +7,7 @@ import re
 from dataclasses import dataclass
 from enum import Enum
 
-from contracts.values import Role
+from registrar.contracts.values import Role
 
 
 class Action(str, Enum):

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from uuid import UUID
 
-from contracts.values import Role
+from registrar.contracts.values import Role
 
 ANONYMOUS = "anonymous"
 """The actor of a request that named nobody (and a name no token can be issued to)."""

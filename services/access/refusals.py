@@ -15,9 +15,9 @@ from datetime import UTC, datetime
 
 import asyncpg
 
-from contracts.events import AccessRefusalsDropped, AccessRefused
-from contracts.identifiers import uuid7
-from services.event_store import NewEvent, PostgresEventStore, StreamHead
+from registrar.contracts.events import AccessRefusalsDropped, AccessRefused
+from registrar.contracts.identifiers import uuid7
+from registrar.store.event_store import NewEvent, PostgresEventStore, StreamHead
 
 log = logging.getLogger("registrar.access")
 

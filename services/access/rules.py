@@ -8,16 +8,16 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from uuid import UUID
 
-from contracts.events import (
+from registrar.access.principal import ANONYMOUS
+from registrar.contracts.events import (
     AccessEvent,
     OwnershipGranted,
     OwnershipRevoked,
     TokenIssued,
     TokenRevoked,
 )
-from contracts.values import Role
-from services.access.principal import ANONYMOUS
-from services.domain.errors import Conflict, Invalid, NotFound
+from registrar.contracts.values import Role
+from registrar.domain.errors import Conflict, Invalid, NotFound
 
 _USER_NAME = re.compile(r"[A-Za-z0-9_.@+-]{1,128}")
 MAX_LABEL_LENGTH = 200

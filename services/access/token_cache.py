@@ -17,9 +17,9 @@ from uuid import UUID
 import asyncpg
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from contracts.values import Role
-from services.access.principal import Principal
-from services.wake_signal import WakeSignal
+from registrar.access.principal import Principal
+from registrar.contracts.values import Role
+from registrar.projector.wake_signal import WakeSignal
 
 log = logging.getLogger("registrar.access")
 

@@ -10,14 +10,14 @@ from uuid import UUID
 from fastapi import APIRouter, Path, Query, Request
 from pydantic import Field
 
-from contracts.values import ModelName, Role
-from services.access.administration import AccessAdministration, Stored
-from services.access.principal import PRINCIPAL_SCOPE_KEY, Principal
-from services.access.rules import MAX_LABEL_LENGTH
-from services.api.auth import AccessGuard
-from services.api.bodies import Body
-from services.api.context import command_meta, registry_of
-from services.api.responses import JSON, with_position
+from registrar.access.administration import AccessAdministration, Stored
+from registrar.access.principal import PRINCIPAL_SCOPE_KEY, Principal
+from registrar.access.rules import MAX_LABEL_LENGTH
+from registrar.api.auth import AccessGuard
+from registrar.api.bodies import Body
+from registrar.api.context import command_meta, registry_of
+from registrar.api.responses import JSON, with_position
+from registrar.contracts.values import ModelName, Role
 
 router = APIRouter(tags=["access"])
 

@@ -9,7 +9,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from sqlalchemy import text
 
-from services.api import (
+from registrar.api import (
     admin_routes,
     approval_routes,
     audit_routes,
@@ -19,14 +19,14 @@ from services.api import (
     run_routes,
     version_routes,
 )
-from services.api.auth import AccessControl, AccessGuard
-from services.api.context import document_headers, registry_of
-from services.api.errors import install_error_handlers
-from services.api.mlflow import routes as mlflow_routes
-from services.api.responses import JSON
-from services.chain_verification import verify_chains
-from services.projection_status import status
-from services.registry import Registry
+from registrar.api.auth import AccessControl, AccessGuard
+from registrar.api.context import document_headers, registry_of
+from registrar.api.errors import install_error_handlers
+from registrar.api.mlflow import routes as mlflow_routes
+from registrar.api.responses import JSON
+from registrar.projector.status import status
+from registrar.registry import Registry
+from registrar.store.chain_verification import verify_chains
 
 
 def create_app(

@@ -10,31 +10,31 @@ from fastapi import APIRouter, HTTPException, Path, Query, Request
 from pydantic import Field, model_validator
 from sqlalchemy import text
 
-from contracts.commands import (
+from registrar.api.bodies import Body
+from registrar.api.context import command_meta, handle, registry_of
+from registrar.api.model_routes import NamePath
+from registrar.api.queries import MinPosition, PageSize, PageToken
+from registrar.api.responses import JSON, with_position
+from registrar.api.version_routes import VersionPath
+from registrar.commands.command_handler import Outcome
+from registrar.commands.promotion_policies import PolicyStream
+from registrar.contracts.commands import (
     ApproveTransition,
     CancelTransition,
     Comment,
     RejectTransition,
     RequestTransition,
 )
-from contracts.events import TransitionRequested
-from contracts.policies import PolicyDocument
-from contracts.values import AliasName, StageName
-from projections.approvals import list_requests, wait_until_applied
-from services.api.bodies import Body
-from services.api.context import command_meta, handle, registry_of
-from services.api.model_routes import NamePath
-from services.api.queries import MinPosition, PageSize, PageToken
-from services.api.responses import JSON, with_position
-from services.api.version_routes import VersionPath
-from services.command_handler import Outcome
-from services.domain.approvals import latest_request, standing
-from services.domain.errors import NotFound
-from services.domain.policies import PolicySet
-from services.domain.state import ModelState
-from services.domain.transition_requests import TransitionRequest, request_fields
-from services.promotion_policies import PolicyStream
-from services.registry import Registry
+from registrar.contracts.events import TransitionRequested
+from registrar.contracts.policies import PolicyDocument
+from registrar.contracts.values import AliasName, StageName
+from registrar.domain.approvals import latest_request, standing
+from registrar.domain.errors import NotFound
+from registrar.domain.policies import PolicySet
+from registrar.domain.state import ModelState
+from registrar.domain.transition_requests import TransitionRequest, request_fields
+from registrar.projections.approvals import list_requests, wait_until_applied
+from registrar.registry import Registry
 
 router = APIRouter(tags=["approvals"])
 

@@ -8,7 +8,11 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.responses import Response, StreamingResponse
 
-from projections.audit_trail import (
+from registrar.api.context import registry_of
+from registrar.api.queries import MinPosition, PageSize, PageToken
+from registrar.api.read_model_wait import wait_for_read_model
+from registrar.api.responses import JSON
+from registrar.projections.audit_trail import (
     APPLIED,
     EXPORT_FORMATS,
     NAME,
@@ -17,12 +21,8 @@ from projections.audit_trail import (
     exported,
     resolved,
 )
-from projections.stage_history import parse_instant
-from services.api.context import registry_of
-from services.api.queries import MinPosition, PageSize, PageToken
-from services.api.read_model_wait import wait_for_read_model
-from services.api.responses import JSON
-from services.registry import Registry
+from registrar.projections.stage_history import parse_instant
+from registrar.registry import Registry
 
 router = APIRouter(tags=["audit"])
 

@@ -18,22 +18,22 @@ from urllib.parse import parse_qs
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from contracts.codec import loads
-from contracts.events import AccessRefused
-from services.access.administration import AccessAdministration
-from services.access.permissions import (
+from registrar.access.administration import AccessAdministration
+from registrar.access.permissions import (
     Requirement,
     is_mlflow_path,
     needs_ownership_check,
     requirement,
     verdict,
 )
-from services.access.principal import ANONYMOUS, PRINCIPAL_SCOPE_KEY
-from services.access.refusals import RefusalRecorder
-from services.access.token_cache import TokenCache
-from services.access.tokens import BadCredentials, credentials_from, token_hash
-from services.api.responses import JSON, error
-from services.registry import Registry
+from registrar.access.principal import ANONYMOUS, PRINCIPAL_SCOPE_KEY
+from registrar.access.refusals import RefusalRecorder
+from registrar.access.token_cache import TokenCache
+from registrar.access.tokens import BadCredentials, credentials_from, token_hash
+from registrar.api.responses import JSON, error
+from registrar.contracts.codec import loads
+from registrar.contracts.events import AccessRefused
+from registrar.registry import Registry
 
 MAX_RECORDED_PATH = 1000
 _CHALLENGE = {"WWW-Authenticate": 'Bearer realm="registrar", Basic realm="registrar"'}

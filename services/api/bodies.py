@@ -6,7 +6,7 @@ from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from contracts.values import (
+from registrar.contracts.values import (
     DatasetRef,
     Description,
     Metrics,

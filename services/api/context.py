@@ -12,13 +12,13 @@ from uuid import UUID
 
 from fastapi import HTTPException, Request
 
-from contracts.commands import Command
-from contracts.identifiers import uuid7
-from contracts.values import Role
-from services.access.principal import ANONYMOUS, PRINCIPAL_SCOPE_KEY, Principal
-from services.access.tokens import basic_user
-from services.command_handler import CommandMeta, Outcome
-from services.registry import Registry
+from registrar.access.principal import ANONYMOUS, PRINCIPAL_SCOPE_KEY, Principal
+from registrar.access.tokens import basic_user
+from registrar.commands.command_handler import CommandMeta, Outcome
+from registrar.contracts.commands import Command
+from registrar.contracts.identifiers import uuid7
+from registrar.contracts.values import Role
+from registrar.registry import Registry
 
 ACTOR_HEADER = "x-registrar-actor"
 IDEMPOTENCY_HEADER = "idempotency-key"

@@ -11,9 +11,9 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
 from starlette.exceptions import HTTPException
 
-from projections.paging import BadPageToken
-from services.api.responses import JSON, error
-from services.domain.errors import Conflict, DomainError, Forbidden, NotFound
+from registrar.api.responses import JSON, error
+from registrar.domain.errors import Conflict, DomainError, Forbidden, NotFound
+from registrar.projections.paging import BadPageToken
 
 log = logging.getLogger("registrar.api")
 

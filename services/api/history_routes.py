@@ -11,8 +11,13 @@ from typing import Annotated, Any
 from fastapi import APIRouter, HTTPException, Path, Query, Request
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from contracts.values import StageName
-from projections.stage_history import (
+from registrar.api.context import registry_of
+from registrar.api.queries import MinPosition
+from registrar.api.read_model_wait import wait_for_read_model
+from registrar.api.responses import JSON
+from registrar.contracts.values import StageName
+from registrar.domain.errors import NotFound
+from registrar.projections.stage_history import (
     APPLIED,
     NAME,
     aliases_at,
@@ -22,12 +27,7 @@ from projections.stage_history import (
     stages_at,
     version_timeline,
 )
-from services.api.context import registry_of
-from services.api.queries import MinPosition
-from services.api.read_model_wait import wait_for_read_model
-from services.api.responses import JSON
-from services.domain.errors import NotFound
-from services.registry import Registry
+from registrar.registry import Registry
 
 router = APIRouter(tags=["history"])
 

@@ -8,7 +8,11 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Request
 from sqlalchemy import text
 
-from projections.lineage import (
+from registrar.api.context import registry_of
+from registrar.api.queries import MinPosition
+from registrar.api.read_model_wait import wait_for_read_model
+from registrar.api.responses import JSON
+from registrar.projections.lineage import (
     MAX_DEPTH,
     MAX_EDGES,
     MAX_EDGES_LIMIT,
@@ -17,10 +21,6 @@ from projections.lineage import (
     graph,
     impact,
 )
-from services.api.context import registry_of
-from services.api.queries import MinPosition
-from services.api.read_model_wait import wait_for_read_model
-from services.api.responses import JSON
 
 router = APIRouter(tags=["lineage"])
 

@@ -6,18 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, Request
 
-from contracts.commands import (
-    DeleteAlias,
-    DeleteModel,
-    DeleteModelTag,
-    RegisterModel,
-    RenameModel,
-    SetAlias,
-    SetModelTag,
-    UpdateModelDescription,
-)
-from projections.current_state import list_models, model_view, version_view
-from services.api.bodies import (
+from registrar.api.bodies import (
     AliasBody,
     CreateModel,
     Deleted,
@@ -27,8 +16,8 @@ from services.api.bodies import (
     UpdateModel,
     VersionOut,
 )
-from services.api.context import handle, registry_of
-from services.api.queries import (
+from registrar.api.context import handle, registry_of
+from registrar.api.queries import (
     MinPosition,
     PageSize,
     PageToken,
@@ -36,11 +25,22 @@ from services.api.queries import (
     parse_tag_filters,
     wait_for_projection,
 )
-from services.api.responses import JSON, with_position
-from services.command_handler import Outcome
-from services.domain.errors import NotFound
-from services.domain.state import ModelState
-from services.registry import Registry
+from registrar.api.responses import JSON, with_position
+from registrar.commands.command_handler import Outcome
+from registrar.contracts.commands import (
+    DeleteAlias,
+    DeleteModel,
+    DeleteModelTag,
+    RegisterModel,
+    RenameModel,
+    SetAlias,
+    SetModelTag,
+    UpdateModelDescription,
+)
+from registrar.domain.errors import NotFound
+from registrar.domain.state import ModelState
+from registrar.projections.current_state import list_models, model_view, version_view
+from registrar.registry import Registry
 
 router = APIRouter(prefix="/v1/models", tags=["models"])
 

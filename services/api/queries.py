@@ -7,7 +7,7 @@ from typing import Annotated
 
 from fastapi import HTTPException, Query
 
-from services.registry import Registry
+from registrar.registry import Registry
 
 PageSize = Annotated[int, Query(ge=1, le=1000, description="At most this many items")]
 PageToken = Annotated[str | None, Query(description="next_page_token of the previous page")]

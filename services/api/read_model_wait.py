@@ -9,7 +9,7 @@ import time
 from fastapi import HTTPException
 from sqlalchemy import TextClause
 
-from services.registry import Registry
+from registrar.registry import Registry
 
 
 async def wait_for_read_model(

@@ -6,7 +6,7 @@ from typing import Any
 
 from fastapi.responses import Response
 
-from contracts.codec import dumps
+from registrar.contracts.codec import dumps
 
 
 class JSON(Response):

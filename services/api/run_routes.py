@@ -9,14 +9,14 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Path, Request
 from pydantic import BaseModel
 
-from contracts.training import TrainingCompleted, TrainingRun
-from projections.current_state import version_view
-from services.api.bodies import VersionOut
-from services.api.context import command_meta, registry_of
-from services.api.responses import JSON, with_position
-from services.domain.errors import NotFound
-from services.domain.runs import RunState
-from services.training_ingest import ingest, load_run
+from registrar.api.bodies import VersionOut
+from registrar.api.context import command_meta, registry_of
+from registrar.api.responses import JSON, with_position
+from registrar.bus.training_ingest import ingest, load_run
+from registrar.contracts.training import TrainingCompleted, TrainingRun
+from registrar.domain.errors import NotFound
+from registrar.domain.runs import RunState
+from registrar.projections.current_state import version_view
 
 router = APIRouter(tags=["runs"])
 

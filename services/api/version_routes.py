@@ -7,7 +7,28 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, Request
 
-from contracts.commands import (
+from registrar.api.bodies import (
+    CreateVersion,
+    Deleted,
+    StageBody,
+    TagValueBody,
+    UpdateVersion,
+    VersionOut,
+    VersionPage,
+)
+from registrar.api.context import handle, registry_of
+from registrar.api.model_routes import NamePath, current_model
+from registrar.api.queries import (
+    MinPosition,
+    PageSize,
+    PageToken,
+    TagFilters,
+    parse_tag_filters,
+    wait_for_projection,
+)
+from registrar.api.responses import JSON, with_position
+from registrar.commands.command_handler import Outcome
+from registrar.contracts.commands import (
     DeleteVersion,
     DeleteVersionTag,
     RecordMetrics,
@@ -17,32 +38,11 @@ from contracts.commands import (
     UpdateModelCard,
     UpdateVersionDescription,
 )
-from contracts.model_card import ModelCardPatch
-from contracts.values import StageName
-from projections.current_state import list_versions, version_view
-from services.api.bodies import (
-    CreateVersion,
-    Deleted,
-    StageBody,
-    TagValueBody,
-    UpdateVersion,
-    VersionOut,
-    VersionPage,
-)
-from services.api.context import handle, registry_of
-from services.api.model_routes import NamePath, current_model
-from services.api.queries import (
-    MinPosition,
-    PageSize,
-    PageToken,
-    TagFilters,
-    parse_tag_filters,
-    wait_for_projection,
-)
-from services.api.responses import JSON, with_position
-from services.command_handler import Outcome
-from services.domain.errors import NotFound
-from services.registry import Registry
+from registrar.contracts.model_card import ModelCardPatch
+from registrar.contracts.values import StageName
+from registrar.domain.errors import NotFound
+from registrar.projections.current_state import list_versions, version_view
+from registrar.registry import Registry
 
 router = APIRouter(tags=["versions"])
 

@@ -12,21 +12,21 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from test_promotions import of_model, promotions_publisher
 from topic_log import RUN, TopicLog, relayed_store, unique
 
-from contracts.commands import (
+from registrar.commands.command_handler import CommandHandler, CommandMeta
+from registrar.contracts.commands import (
     ApproveTransition,
     RegisterModel,
     RegisterVersion,
     RequestTransition,
     SetAlias,
 )
-from contracts.identifiers import uuid7
-from contracts.policies import PolicyDocument, PolicyRule
-from contracts.topics import REGISTRY_PROMOTIONS
-from contracts.values import Role, Stage
-from services.command_handler import CommandHandler, CommandMeta
-from services.database import create_engine
-from services.domain.errors import Conflict
-from services.event_store import PostgresEventStore
+from registrar.contracts.identifiers import uuid7
+from registrar.contracts.policies import PolicyDocument, PolicyRule
+from registrar.contracts.topics import REGISTRY_PROMOTIONS
+from registrar.contracts.values import Role, Stage
+from registrar.domain.errors import Conflict
+from registrar.store.database import create_engine
+from registrar.store.event_store import PostgresEventStore
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 

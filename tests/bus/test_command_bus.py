@@ -14,20 +14,20 @@ from faststream.kafka import KafkaBroker
 from sqlalchemy import text
 from topic_log import RUN, TopicLog, unique
 
-from contracts.codec import dumps, loads
-from contracts.command_messages import CommandMessage
-from contracts.commands import (
+from registrar.bus.command_bus import attach_command_bus
+from registrar.bus.kafka_broker import ensure_topics
+from registrar.commands.command_handler import CommandMeta
+from registrar.contracts.codec import dumps, loads
+from registrar.contracts.command_messages import CommandMessage
+from registrar.contracts.commands import (
     Command,
     RegisterModel,
     RegisterVersion,
     SetModelTag,
     TransitionStage,
 )
-from contracts.topics import COMMAND_RESULTS, DEADLETTER, REGISTRY_COMMANDS
-from services.command_bus import attach_command_bus
-from services.command_handler import CommandMeta
-from services.kafka_broker import ensure_topics
-from services.registry import Registry
+from registrar.contracts.topics import COMMAND_RESULTS, DEADLETTER, REGISTRY_COMMANDS
+from registrar.registry import Registry
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 

@@ -17,7 +17,7 @@ from aiokafka import AIOKafkaProducer
 from registrar_process import registrar_env, running_registrar
 from topic_log import TopicLog
 
-from contracts.topics import REGISTRY_PROMOTIONS, TRAINING_COMPLETED
+from registrar.contracts.topics import REGISTRY_PROMOTIONS, TRAINING_COMPLETED
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 

@@ -22,20 +22,20 @@ from faststream.kafka.message import KafkaAckableMessage
 from sqlalchemy.ext.asyncio import AsyncEngine
 from topic_log import RUN, TopicLog, relayed_store, unique
 
-from contracts.codec import dumps, loads
-from contracts.commands import (
+from registrar.bus.command_bus import raw_body
+from registrar.bus.promotions import attach_promotions, promotion_message_id
+from registrar.commands.command_handler import CommandHandler, CommandMeta
+from registrar.contracts.codec import dumps, loads
+from registrar.contracts.commands import (
     Command,
     RegisterModel,
     RegisterVersion,
     SetAlias,
     TransitionStage,
 )
-from contracts.envelope import Envelope
-from contracts.topics import DEADLETTER, REGISTRY_EVENTS, REGISTRY_PROMOTIONS
-from services.command_bus import raw_body
-from services.command_handler import CommandHandler, CommandMeta
-from services.event_store import PostgresEventStore
-from services.promotions import attach_promotions, promotion_message_id
+from registrar.contracts.envelope import Envelope
+from registrar.contracts.topics import DEADLETTER, REGISTRY_EVENTS, REGISTRY_PROMOTIONS
+from registrar.store.event_store import PostgresEventStore
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 

@@ -37,8 +37,11 @@ from registrar_process import BIN, registrar_env
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from contracts.codec import loads
-from contracts.commands import (
+from registrar.bus.kafka_broker import EmbeddedBroker, start_embedded_broker
+from registrar.bus.relay import LEADER_LOCK
+from registrar.commands.command_handler import CommandMeta
+from registrar.contracts.codec import loads
+from registrar.contracts.commands import (
     Command,
     DeleteModel,
     DeleteVersion,
@@ -51,17 +54,14 @@ from contracts.commands import (
     SetVersionTag,
     TransitionStage,
 )
-from contracts.events import Event, ModelRegistered, VersionRegistered
-from contracts.identifiers import uuid7
-from contracts.topics import REGISTRY_EVENTS
-from projections.current_state import CurrentStateProjection
-from services.command_handler import CommandMeta
-from services.domain.errors import DomainError
-from services.event_store import NameChange, NewEvent, PostgresEventStore, StreamHead
-from services.kafka_broker import EmbeddedBroker, start_embedded_broker
-from services.projector import Projector
-from services.registry import Registry
-from services.relay import LEADER_LOCK
+from registrar.contracts.events import Event, ModelRegistered, VersionRegistered
+from registrar.contracts.identifiers import uuid7
+from registrar.contracts.topics import REGISTRY_EVENTS
+from registrar.domain.errors import DomainError
+from registrar.projections.current_state import CurrentStateProjection
+from registrar.projector.runner import Projector
+from registrar.registry import Registry
+from registrar.store.event_store import NameChange, NewEvent, PostgresEventStore, StreamHead
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 

@@ -17,14 +17,14 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPa
 from aiokafka.structs import RecordMetadata
 from faststream.kafka import KafkaBroker
 
-from contracts.codec import dumps
-from contracts.commands import DeleteModel, RegisterModel
-from contracts.topics import DEADLETTER, TRAINING_COMPLETED
-from services.command_handler import CommandMeta
-from services.domain.state import ModelState
-from services.kafka_broker import ensure_topics
-from services.registry import Registry
-from services.training_ingest import attach_training_ingest, ingest, load_run
+from registrar.bus.kafka_broker import ensure_topics
+from registrar.bus.training_ingest import attach_training_ingest, ingest, load_run
+from registrar.commands.command_handler import CommandMeta
+from registrar.contracts.codec import dumps
+from registrar.contracts.commands import DeleteModel, RegisterModel
+from registrar.contracts.topics import DEADLETTER, TRAINING_COMPLETED
+from registrar.domain.state import ModelState
+from registrar.registry import Registry
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
@@ -144,7 +144,7 @@ async def test_the_same_run_in_another_message_registers_one_version(
 async def test_the_same_run_ingested_concurrently_registers_one_version(
     registry: Registry,
 ) -> None:
-    from contracts.training import TrainingCompleted
+    from registrar.contracts.training import TrainingCompleted
 
     message = training_completed()
     copies = [

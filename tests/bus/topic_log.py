@@ -12,9 +12,9 @@ from uuid import uuid4
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from services.event_store import PostgresEventStore
-from services.kafka_broker import ensure_topics
-from services.relay import Relay
+from registrar.bus.kafka_broker import ensure_topics
+from registrar.bus.relay import Relay
+from registrar.store.event_store import PostgresEventStore
 
 RUN = uuid4().hex[:8]
 """Earlier runs leave messages on the broker's topics: every name here is unique to this run."""

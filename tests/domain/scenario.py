@@ -5,16 +5,16 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from contracts.commands import Command
-from contracts.events import (
+from registrar.contracts.commands import Command
+from registrar.contracts.events import (
     Event,
     ModelRegistered,
     StageChanged,
     VersionRegistered,
 )
-from contracts.values import Stage
-from services.domain.decider import decide
-from services.domain.state import ModelState, evolve
+from registrar.contracts.values import Stage
+from registrar.domain.decider import decide
+from registrar.domain.state import ModelState, evolve
 
 AT = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
 MODEL_ID = "0190f2a0-0000-7000-8000-000000000001"

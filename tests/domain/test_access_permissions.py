@@ -9,25 +9,25 @@ from uuid import uuid4
 
 import pytest
 
-from contracts.events import OwnershipGranted, OwnershipRevoked, TokenIssued, TokenRevoked
-from contracts.values import Role
-from services.access import rules
-from services.access.mode import auth_mode, is_loopback
-from services.access.permissions import (
+from registrar.access import rules
+from registrar.access.mode import auth_mode, is_loopback
+from registrar.access.permissions import (
     Action,
     Requirement,
     needs_ownership_check,
     requirement,
     verdict,
 )
-from services.access.tokens import (
+from registrar.access.tokens import (
     BadCredentials,
     Credentials,
     credentials_from,
     new_token,
     token_hash,
 )
-from services.domain.errors import Conflict, Invalid, NotFound
+from registrar.contracts.events import OwnershipGranted, OwnershipRevoked, TokenIssued, TokenRevoked
+from registrar.contracts.values import Role
+from registrar.domain.errors import Conflict, Invalid, NotFound
 
 MLFLOW = "/api/2.0/mlflow/"
 

@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from scenario import AT, NAME, given, model_with_versions, moved
 
-from contracts.commands import (
+from registrar.contracts.commands import (
     ApproveTransition,
     CancelTransition,
     Command,
@@ -20,7 +20,7 @@ from contracts.commands import (
     TransitionStage,
     UpdateModelCard,
 )
-from contracts.events import (
+from registrar.contracts.events import (
     AliasSet,
     Event,
     MetricsRecorded,
@@ -33,20 +33,20 @@ from contracts.events import (
     TransitionRequestStale,
     VersionRegistered,
 )
-from contracts.model_card import ModelCardPatch
-from contracts.policies import (
+from registrar.contracts.model_card import ModelCardPatch
+from registrar.contracts.policies import (
     ApprovalRecord,
     GateCheck,
     PolicyApplied,
     PolicyRule,
     TransitionAuthorization,
 )
-from contracts.values import Role, Stage
-from services.domain.approvals import DecisionContext, refuse_if_held, standing
-from services.domain.decider import decide
-from services.domain.errors import Conflict, Forbidden, Invalid
-from services.domain.policies import NO_POLICIES, PolicySet, evolve_policies
-from services.domain.state import ModelState
+from registrar.contracts.values import Role, Stage
+from registrar.domain.approvals import DecisionContext, refuse_if_held, standing
+from registrar.domain.decider import decide
+from registrar.domain.errors import Conflict, Forbidden, Invalid
+from registrar.domain.policies import NO_POLICIES, PolicySet, evolve_policies
+from registrar.domain.state import ModelState
 
 NONE, STAGING, PRODUCTION, ARCHIVED = Stage.NONE, Stage.STAGING, Stage.PRODUCTION, Stage.ARCHIVED
 REQUEST = "req-1"

@@ -19,8 +19,8 @@ from scenario import (
     when,
 )
 
-from contracts.commands import RegisterVersion
-from contracts.events import (
+from registrar.contracts.commands import RegisterVersion
+from registrar.contracts.events import (
     AliasDeleted,
     AliasSet,
     Event,
@@ -37,9 +37,9 @@ from contracts.events import (
     VersionTagDeleted,
     VersionTagSet,
 )
-from contracts.values import DatasetRef, ParentRef, Stage
-from services.domain.errors import Invalid
-from services.domain.state import ModelState, evolve, state_from_json, state_to_json
+from registrar.contracts.values import DatasetRef, ParentRef, Stage
+from registrar.domain.errors import Invalid
+from registrar.domain.state import ModelState, evolve, state_from_json, state_to_json
 
 LATER = AT + timedelta(hours=1)
 

@@ -8,14 +8,14 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from contracts.commands import (
+from registrar.contracts.commands import (
     DeleteModelTag,
     RegisterModel,
     RenameModel,
     SetModelTag,
     SetVersionTag,
 )
-from contracts.values import MAX_NAME_LENGTH, MAX_TAG_KEY_LENGTH, MAX_TAG_VALUE_LENGTH
+from registrar.contracts.values import MAX_NAME_LENGTH, MAX_TAG_KEY_LENGTH, MAX_TAG_VALUE_LENGTH
 
 
 def refused_fields(error: ValidationError) -> set[Any]:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 from scenario import MODEL_ID, NAME, given, model_registered, model_with_versions, when
 
-from contracts.commands import (
+from registrar.contracts.commands import (
     Command,
     DeleteAlias,
     DeleteModel,
@@ -25,7 +25,7 @@ from contracts.commands import (
     UpdateModelDescription,
     UpdateVersionDescription,
 )
-from contracts.events import (
+from registrar.contracts.events import (
     ModelDeleted,
     ModelDescriptionUpdated,
     ModelRegistered,
@@ -33,8 +33,8 @@ from contracts.events import (
     ModelTagDeleted,
     ModelTagSet,
 )
-from services.domain.decider import name_is_free
-from services.domain.errors import Conflict, NotFound
+from registrar.domain.decider import name_is_free
+from registrar.domain.errors import Conflict, NotFound
 
 
 def commands_naming(name: str) -> list[Command]:

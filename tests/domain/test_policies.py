@@ -6,13 +6,13 @@ from __future__ import annotations
 import pytest
 from scenario import given, model_with_versions, version_registered
 
-from contracts.commands import UpdateModelCard
-from contracts.model_card import ModelCardPatch
-from contracts.policies import GateCheck, PolicyApplied, PolicyDocument, PolicyRule
-from contracts.values import DatasetRef, Role, Stage
-from services.domain.decider import decide
-from services.domain.errors import Forbidden, Invalid
-from services.domain.policies import (
+from registrar.contracts.commands import UpdateModelCard
+from registrar.contracts.model_card import ModelCardPatch
+from registrar.contracts.policies import GateCheck, PolicyApplied, PolicyDocument, PolicyRule
+from registrar.contracts.values import DatasetRef, Role, Stage
+from registrar.domain.decider import decide
+from registrar.domain.errors import Forbidden, Invalid
+from registrar.domain.policies import (
     NO_POLICIES,
     GateSyntaxError,
     decide_policy,

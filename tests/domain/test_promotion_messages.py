@@ -8,21 +8,21 @@ from uuid import UUID
 import pytest
 from scenario import AT, MODEL_ID, NAME, model_with_versions, moved, when
 
-from contracts.codec import loads
-from contracts.commands import TransitionStage
-from contracts.envelope import GENESIS_HASH, Envelope
-from contracts.events import (
+from registrar.bus.promotions import promotion_message, promotion_message_id, promotions_for
+from registrar.contracts.codec import loads
+from registrar.contracts.commands import TransitionStage
+from registrar.contracts.envelope import GENESIS_HASH, Envelope
+from registrar.contracts.events import (
     AliasDeleted,
     AliasSet,
     Event,
     ModelRenamed,
     VersionTagSet,
 )
-from contracts.identifiers import uuid7
-from contracts.integration import Promotion
-from contracts.values import Stage
-from services.domain.state import ModelState, fold
-from services.promotions import promotion_message, promotion_message_id, promotions_for
+from registrar.contracts.identifiers import uuid7
+from registrar.contracts.integration import Promotion
+from registrar.contracts.values import Stage
+from registrar.domain.state import ModelState, fold
 
 DIGEST = "sha256:9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"
 

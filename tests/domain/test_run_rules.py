@@ -10,9 +10,9 @@ from uuid import uuid4
 import pytest
 from pydantic import ValidationError
 
-from contracts.envelope import GENESIS_HASH, Envelope
-from contracts.training import RecordRun, RunRecorded, TrainingCompleted
-from services.domain.runs import RunState, decide_run, evolve_run, fold_run, run_stream_id
+from registrar.contracts.envelope import GENESIS_HASH, Envelope
+from registrar.contracts.training import RecordRun, RunRecorded, TrainingCompleted
+from registrar.domain.runs import RunState, decide_run, evolve_run, fold_run, run_stream_id
 
 AT = datetime(2026, 11, 26, 11, 5, tzinfo=UTC)
 

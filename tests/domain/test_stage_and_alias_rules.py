@@ -9,10 +9,10 @@ import pytest
 from pydantic import ValidationError
 from scenario import NAME, given, model_with_versions, moved, when
 
-from contracts.commands import DeleteAlias, SetAlias, TransitionStage
-from contracts.events import AliasDeleted, AliasSet, StageChanged, VersionDeleted
-from contracts.values import MAX_ALIAS_LENGTH, Stage
-from services.domain.errors import Conflict, Invalid, NotFound
+from registrar.contracts.commands import DeleteAlias, SetAlias, TransitionStage
+from registrar.contracts.events import AliasDeleted, AliasSet, StageChanged, VersionDeleted
+from registrar.contracts.values import MAX_ALIAS_LENGTH, Stage
+from registrar.domain.errors import Conflict, Invalid, NotFound
 
 NONE, STAGING, PRODUCTION, ARCHIVED = Stage.NONE, Stage.STAGING, Stage.PRODUCTION, Stage.ARCHIVED
 

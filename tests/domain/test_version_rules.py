@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from scenario import NAME, given, model_with_versions, version_registered, when
 
-from contracts.commands import (
+from registrar.contracts.commands import (
     Command,
     DeleteVersion,
     DeleteVersionTag,
@@ -17,7 +17,7 @@ from contracts.commands import (
     TransitionStage,
     UpdateVersionDescription,
 )
-from contracts.events import (
+from registrar.contracts.events import (
     AliasDeleted,
     AliasSet,
     MetricsRecorded,
@@ -27,8 +27,8 @@ from contracts.events import (
     VersionTagDeleted,
     VersionTagSet,
 )
-from contracts.values import DatasetRef, ParentRef
-from services.domain.errors import Invalid, NotFound
+from registrar.contracts.values import DatasetRef, ParentRef
+from registrar.domain.errors import Invalid, NotFound
 
 
 def commands_on_version(number: int) -> list[Command]:

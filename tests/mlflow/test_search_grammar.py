@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from services.mlflow_search import (
+from registrar.domain.mlflow_search import (
     MODEL_SEARCH,
     VERSION_SEARCH,
     BadSearch,

@@ -19,8 +19,9 @@ from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from contracts.codec import dumps
-from contracts.commands import (
+from registrar.commands.command_handler import CommandHandler, CommandMeta, LoadedStream, Outcome
+from registrar.contracts.codec import dumps
+from registrar.contracts.commands import (
     Command,
     RecordMetrics,
     RegisterModel,
@@ -31,14 +32,13 @@ from contracts.commands import (
     TransitionStage,
     UpdateVersionDescription,
 )
-from contracts.envelope import GENESIS_HASH, Envelope, chain_hash
-from contracts.identifiers import uuid7
-from contracts.values import DatasetRef, ParentRef
-from services.command_handler import CommandHandler, CommandMeta, LoadedStream, Outcome
-from services.database import create_engine
-from services.domain.errors import Conflict
-from services.domain.state import STATE_SCHEMA
-from services.event_store import (
+from registrar.contracts.envelope import GENESIS_HASH, Envelope, chain_hash
+from registrar.contracts.identifiers import uuid7
+from registrar.contracts.values import DatasetRef, ParentRef
+from registrar.domain.errors import Conflict
+from registrar.domain.state import STATE_SCHEMA
+from registrar.store.database import create_engine
+from registrar.store.event_store import (
     START,
     Checkpoint,
     ConcurrencyConflict,
@@ -51,7 +51,7 @@ from services.event_store import (
     StreamHead,
     chain,
 )
-from services.schema_migrations import migrate
+from registrar.store.schema_migrations import migrate
 
 AT = datetime(2024, 5, 1, 12, 0, 0, 123456, tzinfo=UTC)
 

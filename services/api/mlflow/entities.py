@@ -8,10 +8,10 @@ from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Any
 
-from contracts.values import Stage
-from projections.current_state import version_view
-from services.domain.runs import RunState
-from services.domain.state import ModelState
+from registrar.contracts.values import Stage
+from registrar.domain.runs import RunState
+from registrar.domain.state import ModelState
+from registrar.projections.current_state import version_view
 
 RUN_ARTIFACTS = "registrar-runs"
 """Where a recorded run's artifacts appear: mlflow-artifacts:/registrar-runs/<run_id>."""

@@ -12,10 +12,10 @@ from fastapi.routing import APIRoute
 from pydantic import ValidationError
 from starlette.exceptions import HTTPException
 
-from projections.paging import BadPageToken
-from services.api.responses import JSON
-from services.domain.errors import Conflict, DomainError, Invalid, NotFound
-from services.mlflow_search import BadSearch
+from registrar.api.responses import JSON
+from registrar.domain.errors import Conflict, DomainError, Invalid, NotFound
+from registrar.domain.mlflow_search import BadSearch
+from registrar.projections.paging import BadPageToken
 
 RESOURCE_ALREADY_EXISTS = "RESOURCE_ALREADY_EXISTS"
 RESOURCE_DOES_NOT_EXIST = "RESOURCE_DOES_NOT_EXIST"

@@ -8,7 +8,7 @@ from typing import Any
 import orjson
 from fastapi import Request
 
-from services.api.mlflow.errors import invalid
+from registrar.api.mlflow.errors import invalid
 
 _MISSING = object()
 

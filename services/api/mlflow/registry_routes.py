@@ -11,7 +11,16 @@ from typing import Any
 from fastapi import Request
 from pydantic import TypeAdapter
 
-from contracts.commands import (
+from registrar.api.context import handle, registry_of
+from registrar.api.mlflow import entities
+from registrar.api.mlflow.errors import RESOURCE_ALREADY_EXISTS, MlflowError, invalid, not_found
+from registrar.api.mlflow.fields import Fields
+from registrar.api.model_routes import current_model
+from registrar.api.queries import wait_for_projection
+from registrar.api.responses import JSON
+from registrar.bus.training_ingest import load_run
+from registrar.commands.command_handler import Outcome
+from registrar.contracts.commands import (
     Command,
     DeleteAlias,
     DeleteModel,
@@ -28,32 +37,23 @@ from contracts.commands import (
     UpdateModelDescription,
     UpdateVersionDescription,
 )
-from contracts.values import StageName
-from projections.current_state import (
-    latest_versions_per_stage,
-    model_view,
-    models_matching,
-    version_view,
-    versions_matching,
-)
-from services.api.context import handle, registry_of
-from services.api.mlflow import entities
-from services.api.mlflow.errors import RESOURCE_ALREADY_EXISTS, MlflowError, invalid, not_found
-from services.api.mlflow.fields import Fields
-from services.api.model_routes import current_model
-from services.api.queries import wait_for_projection
-from services.api.responses import JSON
-from services.command_handler import Outcome
-from services.domain.errors import Conflict
-from services.domain.state import ModelState, VersionState
-from services.mlflow_search import (
+from registrar.contracts.values import StageName
+from registrar.domain.errors import Conflict
+from registrar.domain.mlflow_search import (
     MODEL_SEARCH,
     VERSION_SEARCH,
     SearchGrammar,
     parse_filter,
     parse_order_by,
 )
-from services.training_ingest import load_run
+from registrar.domain.state import ModelState, VersionState
+from registrar.projections.current_state import (
+    latest_versions_per_stage,
+    model_view,
+    models_matching,
+    version_view,
+    versions_matching,
+)
 
 Endpoint = Callable[[Request], Awaitable[JSON]]
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request
 
-from services.api.mlflow import registry_routes, tracking_routes
-from services.api.mlflow.errors import ENDPOINT_NOT_FOUND, MlflowError, MlflowRoute
-from services.api.responses import JSON
+from registrar.api.mlflow import registry_routes, tracking_routes
+from registrar.api.mlflow.errors import ENDPOINT_NOT_FOUND, MlflowError, MlflowRoute
+from registrar.api.responses import JSON
 
 API_PREFIXES = ("/api/2.0", "/ajax-api/2.0")
 

@@ -8,13 +8,13 @@ import posixpath
 
 from fastapi import Request
 
-from services.api.context import registry_of
-from services.api.mlflow import entities
-from services.api.mlflow.errors import not_found
-from services.api.mlflow.fields import Fields
-from services.api.responses import JSON
-from services.domain.runs import RunState
-from services.training_ingest import load_run
+from registrar.api.context import registry_of
+from registrar.api.mlflow import entities
+from registrar.api.mlflow.errors import not_found
+from registrar.api.mlflow.fields import Fields
+from registrar.api.responses import JSON
+from registrar.bus.training_ingest import load_run
+from registrar.domain.runs import RunState
 
 
 async def _recorded_run(request: Request, run_id: str) -> RunState:

