@@ -9,6 +9,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
@@ -131,3 +132,137 @@ def test_basic_auth_with_the_token_as_password_works(
     monkeypatch.setenv("MLFLOW_TRACKING_USERNAME", "someone-else")
     create = lambda: MlflowClient(tracking_uri=secured_url).create_registered_model(unique("x"))  # noqa: E731
     assert refused_code(create) == "UNAUTHENTICATED"
+
+
+# The target of an MLflow write, wherever the request names it --------------------------------
+
+MLFLOW = "/api/2.0/mlflow/"
+MANAGE_ROUTES = [
+    ("PATCH", "registered-models/update", {"description": "hijacked"}),
+    ("POST", "registered-models/rename", {"new_name": "hijacked-{uid}"}),
+    ("DELETE", "registered-models/delete", {}),
+    ("POST", "registered-models/set-tag", {"key": "owner", "value": "mallory"}),
+    ("DELETE", "registered-models/delete-tag", {"key": "team"}),
+    ("DELETE", "model-versions/delete", {"version": "1"}),
+]
+"""The writes only a model's owners (or an admin) may make."""
+OTHER_WRITES = [
+    ("POST", "model-versions/create", {"source": "s3://bucket/other"}),
+    ("PATCH", "model-versions/update", {"version": "1", "description": "changed"}),
+    ("POST", "model-versions/set-tag", {"version": "1", "key": "k", "value": "v"}),
+    ("DELETE", "model-versions/delete-tag", {"version": "1", "key": "team"}),
+    ("POST", "model-versions/transition-stage", {"version": "1", "stage": "Staging"}),
+    ("POST", "registered-models/alias", {"alias": "champion", "version": "1"}),
+    ("DELETE", "registered-models/alias", {"alias": "champion"}),
+    ("POST", "registered-models/create", {}),
+]
+"""Writes a role allows on any model: there the point is that both places agree."""
+PROMOTIONS = {"model-versions/transition-stage", "registered-models/alias"}
+"""Of those, the ones that need the approver role."""
+
+
+def _model_as_admin(url: str, admin: str, name: str) -> object:
+    """Everything the MLflow API says of a model and its first version."""
+    headers = {"Authorization": f"Bearer {admin}"}
+    model = httpx.get(f"{url}{MLFLOW}registered-models/get", params={"name": name}, headers=headers)
+    version = httpx.get(
+        f"{url}{MLFLOW}model-versions/get", params={"name": name, "version": "1"}, headers=headers
+    )
+    return model.status_code, model.json(), version.status_code, version.json()
+
+
+def _seeded(url: str, tokens: dict[Role, str], owner: Role) -> str:
+    """A model registered by `owner` (so owned by it), tagged, version 1 aliased champion."""
+    name = unique(f"{owner.value}-model")
+    token = {"Authorization": f"Bearer {tokens[owner]}"}
+    admin = {"Authorization": f"Bearer {tokens[Role.ADMIN]}"}
+    for path, body, headers in (
+        (
+            "registered-models/create",
+            {"name": name, "tags": [{"key": "team", "value": "a"}]},
+            token,
+        ),
+        ("model-versions/create", {"name": name, "source": "s3://bucket/m"}, token),
+        (
+            "model-versions/set-tag",
+            {"name": name, "version": "1", "key": "team", "value": "a"},
+            token,
+        ),
+        ("registered-models/alias", {"name": name, "alias": "champion", "version": "1"}, admin),
+    ):
+        httpx.post(f"{url}{MLFLOW}{path}", json=body, headers=headers).raise_for_status()
+    return name
+
+
+def _send(
+    url: str, token: str, method: str, endpoint: str, query: dict, body: dict
+) -> httpx.Response:
+    uid = uuid.uuid4().hex[:8]
+    body = {k: v.format(uid=uid) if isinstance(v, str) else v for k, v in body.items()}
+    return httpx.request(
+        method,
+        f"{url}{MLFLOW}{endpoint}",
+        params=query,
+        json=body,
+        headers={"Authorization": f"Bearer {token}"},
+    )
+
+
+@pytest.mark.parametrize("place", ["body", "query"])
+@pytest.mark.parametrize(("method", "endpoint", "fields"), MANAGE_ROUTES)
+def test_a_contributor_may_not_manage_another_users_model_wherever_it_names_it(
+    secured_url: str, tokens: dict[Role, str], method: str, endpoint: str, fields: dict, place: str
+) -> None:
+    victim = _seeded(secured_url, tokens, Role.ADMIN)
+    before = _model_as_admin(secured_url, tokens[Role.ADMIN], victim)
+    query, body = (
+        ({"name": victim}, dict(fields)) if place == "query" else ({}, {**fields, "name": victim})
+    )
+    answer = _send(secured_url, tokens[Role.CONTRIBUTOR], method, endpoint, query, body)
+    assert answer.status_code == 403, answer.text
+    assert answer.json()["error_code"] == "PERMISSION_DENIED"
+    assert _model_as_admin(secured_url, tokens[Role.ADMIN], victim) == before
+
+
+@pytest.mark.parametrize("owned_in", ["query", "body"])
+@pytest.mark.parametrize(("method", "endpoint", "fields"), MANAGE_ROUTES + OTHER_WRITES)
+def test_a_write_naming_two_models_is_refused_and_changes_neither(
+    secured_url: str,
+    tokens: dict[Role, str],
+    method: str,
+    endpoint: str,
+    fields: dict,
+    owned_in: str,
+) -> None:
+    """The contributor's own model in one place, someone else's in the other: whichever the
+    permission check would read, the handler must not act on the other."""
+    own = _seeded(secured_url, tokens, Role.CONTRIBUTOR)
+    victim = _seeded(secured_url, tokens, Role.ADMIN)
+    before = [_model_as_admin(secured_url, tokens[Role.ADMIN], n) for n in (own, victim)]
+    query = {"name": own if owned_in == "query" else victim}
+    body = {**fields, "name": victim if owned_in == "query" else own}
+    writer = Role.APPROVER if endpoint in PROMOTIONS else Role.CONTRIBUTOR
+    answer = _send(secured_url, tokens[writer], method, endpoint, query, body)
+    assert answer.status_code == 400, answer.text
+    assert answer.json()["error_code"] == "INVALID_PARAMETER_VALUE"
+    assert "'name' is given twice" in answer.json()["message"]
+    assert [_model_as_admin(secured_url, tokens[Role.ADMIN], n) for n in (own, victim)] == before
+
+
+def test_a_field_given_twice_with_the_same_value_is_accepted(
+    secured_url: str, tokens: dict[Role, str]
+) -> None:
+    own = _seeded(secured_url, tokens, Role.CONTRIBUTOR)
+    answer = _send(
+        secured_url,
+        tokens[Role.CONTRIBUTOR],
+        "POST",
+        "registered-models/set-tag",
+        {"name": own},
+        {"name": own, "key": "stage", "value": "beta"},
+    )
+    assert answer.status_code == 200, answer.text
+    assert _model_as_admin(secured_url, tokens[Role.ADMIN], own)[1]["registered_model"]["tags"] == [
+        {"key": "team", "value": "a"},
+        {"key": "stage", "value": "beta"},
+    ]

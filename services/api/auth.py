@@ -13,7 +13,6 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from dataclasses import replace
-from urllib.parse import parse_qs
 
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -30,8 +29,9 @@ from registrar.access.principal import ANONYMOUS, PRINCIPAL_SCOPE_KEY
 from registrar.access.refusals import RefusalRecorder
 from registrar.access.token_cache import TokenCache
 from registrar.access.tokens import BadCredentials, credentials_from, token_hash
+from registrar.api.mlflow.errors import MlflowError
+from registrar.api.mlflow.fields import FIELDS_SCOPE_KEY, Fields
 from registrar.api.responses import JSON, error
-from registrar.contracts.codec import loads
 from registrar.contracts.events import AccessRefused
 from registrar.registry import Registry
 
@@ -123,7 +123,11 @@ class AccessControl:
             return
         owns = False
         if needs_ownership_check(principal.role, need):
-            need, receive = await _with_model_name(scope, receive, need)
+            try:
+                need, receive = await _with_model_name(scope, receive, need)
+            except MlflowError as unreadable:
+                await unreadable.response()(scope, _nothing_to_receive, send)
+                return
             if need.model is not None:
                 owns = await self.guard.administration.owns(principal.user, need.model)
         decision = verdict(principal.user, principal.role, need, owns)
@@ -170,13 +174,13 @@ async def _nothing_to_receive() -> Message:
 async def _with_model_name(
     scope: Scope, receive: Receive, need: Requirement
 ) -> tuple[Requirement, Receive]:
-    """The requirement with its model's name found in the query or the JSON body (MLflow puts
-    it there), and a `receive` that replays the body read to find it."""
+    """The requirement with its model's name as the handler will read it (MLflow sends it in the
+    query or the JSON body), and a `receive` that replays the body read to find it. The parsed
+    fields stay in the scope: the handler acts on exactly what was checked.
+
+    Raises MlflowError when the fields cannot be read (the handler would refuse them too)."""
     if need.model is not None or not need.model_in_body:
         return need, receive
-    query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
-    if query.get("name"):
-        return replace(need, model=query["name"][0]), receive
     chunks: list[bytes] = []
     while True:
         message = await receive()
@@ -195,9 +199,6 @@ async def _with_model_name(
             return {"type": "http.request", "body": body, "more_body": False}
         return await receive()
 
-    try:
-        parsed = loads(body) if body else None
-    except ValueError:
-        parsed = None
-    name = parsed.get("name") if isinstance(parsed, dict) else None
-    return replace(need, model=name if isinstance(name, str) else None), replay
+    fields = Fields.parse(scope["method"], scope.get("query_string", b""), body)
+    scope[FIELDS_SCOPE_KEY] = fields
+    return replace(need, model=fields.text("name")), replay

@@ -4,6 +4,7 @@ may come as strings; unknown fields are ignored, as MLflow does), with the check
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import parse_qsl
 
 import orjson
 from fastapi import Request
@@ -13,27 +14,49 @@ from registrar.api.mlflow.errors import invalid
 _MISSING = object()
 
 
+FIELDS_SCOPE_KEY = "registrar.mlflow_fields"
+"""Where a request's parsed fields are kept, so that access control and the handler act on the
+very same values."""
+
+
 class Fields:
     def __init__(self, values: dict[str, Any]) -> None:
         self.values = values
 
     @classmethod
-    async def of(cls, request: Request) -> Fields:
+    def parse(cls, method: str, query_string: bytes, body: bytes) -> Fields:
+        """The one reading of an MLflow request: its query string and, unless it is a GET, its
+        JSON body. A field given in both with different values is refused: there must be no
+        telling which of the two a permission check saw and which the handler acted on."""
         values: dict[str, Any] = {}
-        for key in request.query_params:
-            found = request.query_params.getlist(key)
-            values[key] = found if len(found) > 1 else found[0]
-        if request.method != "GET":
-            body = await request.body()
-            if body.strip():
-                try:
-                    parsed = orjson.loads(body)
-                except orjson.JSONDecodeError as error:
-                    raise invalid(f"the request body is not valid JSON: {error}") from None
-                if not isinstance(parsed, dict):
-                    raise invalid("the request body must be a JSON object")
-                values.update(parsed)
+        for key, value in parse_qsl(query_string.decode("latin-1"), keep_blank_values=True):
+            values.setdefault(key, []).append(value)
+        values = {key: found if len(found) > 1 else found[0] for key, found in values.items()}
+        if method.upper() != "GET" and body.strip():
+            try:
+                parsed = orjson.loads(body)
+            except orjson.JSONDecodeError as error:
+                raise invalid(f"the request body is not valid JSON: {error}") from None
+            if not isinstance(parsed, dict):
+                raise invalid("the request body must be a JSON object")
+            for key, value in parsed.items():
+                if key in values and not _same(values[key], value):
+                    raise invalid(
+                        f"parameter {key!r} is given twice with different values, in the query"
+                        f" string ({values[key]!r}) and in the body ({value!r}): send it once"
+                    )
+                values[key] = value
         return cls(values)
+
+    @classmethod
+    async def of(cls, request: Request) -> Fields:
+        """The request's fields, parsed once: access control may have read them already."""
+        parsed: Fields | None = request.scope.get(FIELDS_SCOPE_KEY)
+        if parsed is None:
+            body = b"" if request.method == "GET" else await request.body()
+            parsed = cls.parse(request.method, request.scope.get("query_string", b""), body)
+            request.scope[FIELDS_SCOPE_KEY] = parsed
+        return parsed
 
     def _get(self, key: str) -> Any:
         value = self.values.get(key, _MISSING)
@@ -115,3 +138,13 @@ class Fields:
                 raise invalid(f"each of {key!r} needs a string key and a string value, got {tag}")
             tags[tag_key] = tag_value
         return tags
+
+
+def _same(queried: str | list[str], given: Any) -> bool:
+    """Whether a body value says what the query string says (which holds only text)."""
+    as_text = [str(v).lower() if isinstance(v, bool) else str(v) for v in _listed(given)]
+    return as_text == _listed(queried)
+
+
+def _listed(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else [value]
