@@ -38,6 +38,9 @@ from registrar.domain.state import ModelState
 from registrar.domain.transition_requests import Approval, TransitionRequest
 
 _ARCHIVABLE_TARGETS = (Stage.STAGING, Stage.PRODUCTION)
+MOVER_ROLE = Role.APPROVER
+"""The role a move needs when no policy governs its target: a direct stage change or alias move,
+or a request that would apply at once. (Access control's PROMOTE action uses the same.)"""
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
@@ -113,7 +116,7 @@ def as_request(command: TransitionStage | SetAlias) -> RequestTransition:
 def standing(request: TransitionRequest, model: ModelState, policies: PolicySet) -> Standing:
     policy = policy_for(policies, request.stage, request.alias)
     if policy is None:  # no policy (any more): nothing to wait for
-        return Standing(request.approvals, 0, Role.APPROVER, [], [])
+        return Standing(request.approvals, 0, MOVER_ROLE, [], [])
     rule = policy.rule
     counted = tuple(
         a for a in request.approvals if rule.allow_self_approval or a.by != request.requested_by
@@ -181,6 +184,7 @@ def request_transition(
             )
     elif model.aliases.get(command.alias or "") == command.version:
         raise Conflict(f"alias {command.alias!r} already points to version {command.version}")
+    _refuse_unless_mover_where_ungoverned(command, context)
     pending = latest_request(model, command.version, command.stage, command.alias)
     if pending is not None and pending.state == "pending":
         return RequestDecision([], _applying(pending, model, context))
@@ -199,6 +203,23 @@ def request_transition(
     return RequestDecision([requested], _applying(request, model, context))
 
 
+def _refuse_unless_mover_where_ungoverned(
+    command: RequestTransition, context: DecisionContext
+) -> None:
+    """A request for a target no policy governs applies at once, so it needs what the direct move
+    needs: a request never does more than its requester could do."""
+    if policy_for(context.policies, command.stage, command.alias) is not None:
+        return
+    if context.role.includes(MOVER_ROLE):
+        return
+    target = f"stage {command.stage.value}" if command.stage else f"alias {command.alias!r}"
+    raise Forbidden(
+        f"no policy governs {target}, so this request would apply at once, and moving a version"
+        f" there needs the {MOVER_ROLE.value} role; {context.actor} holds {context.role.value}."
+        f" Ask someone with that role to make the move, or an admin to set a policy for {target}"
+    )
+
+
 def _pending(model: ModelState, request_id: str) -> TransitionRequest:
     request = model.requests.get(request_id)
     if request is None:
@@ -210,7 +231,7 @@ def _pending(model: ModelState, request_id: str) -> TransitionRequest:
 
 def _approver_role(request: TransitionRequest, policies: PolicySet) -> Role:
     policy = policy_for(policies, request.stage, request.alias)
-    return policy.rule.approver_role if policy is not None else Role.APPROVER
+    return policy.rule.approver_role if policy is not None else MOVER_ROLE
 
 
 def approve(

@@ -397,3 +397,29 @@ async def test_a_refusal_flood_is_counted_once_the_queue_is_full(secured: Secure
             )
         )
     assert (recorded, dropped, recorder.dropped) == (5, "15", 0)
+
+
+async def test_a_contributor_cannot_move_its_own_version_through_an_ungoverned_request(
+    secured: Secured,
+) -> None:
+    own = await new_model(secured, Role.CONTRIBUTOR)
+    contributor = secured.as_(Role.CONTRIBUTOR)
+    registered = await secured.client.post(
+        f"/v1/models/{own}/versions", json={"source": "s3://b/m"}, headers=contributor
+    )
+    assert registered.status_code == 201, registered.text
+    for target in ({"stage": "Production"}, {"alias": "champion"}):
+        refused = await secured.client.post(
+            f"/v1/models/{own}/versions/1/transition-requests", json=target, headers=contributor
+        )
+        assert refused.status_code == 403, refused.text
+        assert "needs the approver role" in refused.json()["error"]["message"]
+    version = await secured.client.get(f"/v1/models/{own}/versions/1", headers=contributor)
+    assert (version.json()["stage"], version.json()["aliases"]) == ("None", [])
+    moved = await secured.client.post(
+        f"/v1/models/{own}/versions/1/transition-requests",
+        json={"stage": "Production"},
+        headers=secured.as_(Role.APPROVER),
+    )
+    assert moved.status_code == 201, moved.text
+    assert moved.json()["state"] == "applied"

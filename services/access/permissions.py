@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from enum import Enum
 
 from registrar.contracts.values import Role
+from registrar.domain.approvals import MOVER_ROLE
 
 
 class Action(str, Enum):
@@ -27,7 +28,7 @@ MINIMUM_ROLE = {
     Action.READ: Role.VIEWER,
     Action.CONTRIBUTE: Role.CONTRIBUTOR,
     Action.MANAGE_MODEL: Role.ADMIN,
-    Action.PROMOTE: Role.APPROVER,
+    Action.PROMOTE: MOVER_ROLE,
     Action.ADMINISTER: Role.ADMIN,
 }
 """The role an action needs from a caller who does not own the model."""

@@ -132,6 +132,36 @@ def test_a_request_to_an_ungoverned_stage_applies_at_once_recording_the_policy_v
     ]
 
 
+@pytest.mark.parametrize("role", [Role.VIEWER, Role.CONTRIBUTOR])
+@pytest.mark.parametrize(
+    "target", [{"stage": "Staging"}, {"alias": "canary"}], ids=["stage", "alias"]
+)
+def test_a_request_that_would_apply_at_once_needs_the_role_of_a_direct_move(
+    role: Role, target: dict[str, str]
+) -> None:
+    state = given(*model_with_versions(0), good_version())
+    command = RequestTransition(name=NAME, version=1, **target)
+
+    with pytest.raises(Forbidden, match="no policy governs .* needs the approver role"):
+        when(command, state, by("rita", role))
+
+
+def test_a_contributor_may_still_request_a_governed_move() -> None:
+    state = given(*model_with_versions(0), good_version())
+    command = RequestTransition(name=NAME, version=1, alias="champion")
+
+    events = when(command, state, by("rita", Role.CONTRIBUTOR))
+
+    assert [type(e) for e in events] == [TransitionRequested]
+
+
+def test_a_pending_request_whose_policy_was_lifted_is_not_applied_by_a_contributor() -> None:
+    command = RequestTransition(name=NAME, version=1, stage="Production")
+
+    with pytest.raises(Forbidden):
+        when(command, pending_request(), by("rita", Role.CONTRIBUTOR, NO_POLICIES))
+
+
 def test_a_direct_move_to_an_ungoverned_stage_applies_as_before() -> None:
     state = given(*model_with_versions(0), good_version())
 
