@@ -29,9 +29,9 @@ from fastapi import FastAPI
 from fresh_database import run_on_a_fresh_database
 
 from registrar.access.administration import AccessAdministration
+from registrar.access.guard import AccessGuard
 from registrar.access.tokens import token_hash
 from registrar.api.app import create_app
-from registrar.api.auth import AccessGuard
 from registrar.commands.command_handler import CommandMeta
 from registrar.contracts.values import Role
 from registrar.registry import Registry

@@ -14,9 +14,9 @@ import pytest
 from sqlalchemy import text
 
 from registrar.access.administration import AccessAdministration
+from registrar.access.guard import AccessGuard
 from registrar.access.refusals import RefusalRecorder
 from registrar.api.app import create_app
-from registrar.api.auth import AccessGuard
 from registrar.commands.command_handler import CommandMeta
 from registrar.contracts.values import Role
 from registrar.registry import Registry

@@ -11,9 +11,9 @@ from fastapi import APIRouter, Path, Query, Request
 from pydantic import Field
 
 from registrar.access.administration import AccessAdministration, Stored
+from registrar.access.guard import AccessGuard
 from registrar.access.principal import PRINCIPAL_SCOPE_KEY, Principal
 from registrar.access.rules import MAX_LABEL_LENGTH
-from registrar.api.auth import AccessGuard
 from registrar.api.bodies import Body
 from registrar.api.context import command_meta, registry_of
 from registrar.api.responses import JSON, with_position

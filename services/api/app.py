@@ -9,6 +9,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from sqlalchemy import text
 
+from registrar.access.guard import AccessGuard
 from registrar.api import (
     admin_routes,
     approval_routes,
@@ -19,7 +20,7 @@ from registrar.api import (
     run_routes,
     version_routes,
 )
-from registrar.api.auth import AccessControl, AccessGuard
+from registrar.api.auth import AccessControl
 from registrar.api.context import document_headers, registry_of
 from registrar.api.errors import install_error_handlers
 from registrar.api.mlflow import routes as mlflow_routes

@@ -1,90 +1,33 @@
-"""Access control of the HTTP API, in one place: an ASGI middleware that authenticates every
-request (bearer token, or basic auth with the token as password), looks up what the request needs
-in the permission table (services/access/permissions.py) by method and path, checks the caller's
-role (or ownership of the model), and refuses with 401 / 403: MLflow's error body on MLflow's
-paths, the house error body elsewhere. Every refusal is recorded as an event, off the request path.
+"""Access control of the HTTP API: an ASGI middleware that authenticates every request (bearer
+token, or basic auth with the token as password) with the process's AccessGuard, looks up what
+the request needs in the permission table (services/access/permissions.py) by method and path,
+has the guard check the caller's role (or ownership of the model), and refuses with 401 / 403:
+MLflow's error body on MLflow's paths, the house error body elsewhere. Every refusal is recorded
+as an event, off the request path.
 
 Installed only when authentication is required; otherwise every caller is admin, as in MLflow,
 and names itself with X-Registrar-Actor or the basic-auth username."""
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-from collections.abc import AsyncIterator
 from dataclasses import replace
 
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from registrar.access.administration import AccessAdministration
+from registrar.access.guard import AccessGuard, NotAuthenticated
 from registrar.access.permissions import (
     Requirement,
     is_mlflow_path,
     needs_ownership_check,
     requirement,
-    verdict,
 )
 from registrar.access.principal import ANONYMOUS, PRINCIPAL_SCOPE_KEY
-from registrar.access.refusals import RefusalRecorder
-from registrar.access.token_cache import TokenCache
-from registrar.access.tokens import BadCredentials, credentials_from, token_hash
 from registrar.api.mlflow.errors import MlflowError
 from registrar.api.mlflow.fields import FIELDS_SCOPE_KEY, Fields
 from registrar.api.responses import JSON, error
-from registrar.contracts.events import AccessRefused
-from registrar.registry import Registry
 
-MAX_RECORDED_PATH = 1000
 _CHALLENGE = {"WWW-Authenticate": 'Bearer realm="registrar", Basic realm="registrar"'}
-
-
-class AccessGuard:
-    """One API process's access control: its token cache and its refusal recorder."""
-
-    def __init__(self, refresh_seconds: float = 5.0) -> None:
-        self.refresh_seconds = refresh_seconds
-        self._running: tuple[TokenCache, RefusalRecorder, AccessAdministration] | None = None
-
-    @contextlib.asynccontextmanager
-    async def running(self, registry: Registry) -> AsyncIterator[None]:
-        """Load the tokens, then keep them fresh and record refusals until the block ends."""
-        cache = TokenCache(registry.engine, self.refresh_seconds)
-        await cache.reload()
-        recorder = RefusalRecorder(registry.store)
-        self._running = (cache, recorder, AccessAdministration(registry.store))
-        tasks = [
-            asyncio.create_task(cache.run(), name="access-tokens"),
-            asyncio.create_task(recorder.run(), name="access-refusals"),
-        ]
-        try:
-            yield
-        finally:
-            for task in tasks:
-                task.cancel()
-            for task in tasks:
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(recorder.flush(), 5)
-            self._running = None
-
-    @property
-    def cache(self) -> TokenCache:
-        return self._parts()[0]
-
-    @property
-    def refusals(self) -> RefusalRecorder:
-        return self._parts()[1]
-
-    @property
-    def administration(self) -> AccessAdministration:
-        return self._parts()[2]
-
-    def _parts(self) -> tuple[TokenCache, RefusalRecorder, AccessAdministration]:
-        if self._running is None:
-            raise RuntimeError("access control is not running (start the app's lifespan)")
-        return self._running
 
 
 class AccessControl:
@@ -102,35 +45,18 @@ class AccessControl:
         if need is None:
             await self.app(scope, receive, send)
             return
-        authorization = Headers(scope=scope).get("authorization")
         try:
-            credentials = credentials_from(authorization)
-        except BadCredentials as bad:
-            await self._refuse(scope, send, 401, ANONYMOUS, need, str(bad))
+            principal = self.guard.authenticate(Headers(scope=scope).get("authorization"))
+        except NotAuthenticated as refused:
+            await self._refuse(scope, send, 401, ANONYMOUS, need, refused.reason)
             return
-        if credentials is None:
-            reason = "no token: send 'Authorization: Bearer <token>' (MLFLOW_TRACKING_TOKEN)"
-            await self._refuse(scope, send, 401, ANONYMOUS, need, reason)
-            return
-        principal = self.guard.cache.principal(token_hash(credentials.token))
-        if principal is None:
-            reason = "the token is unknown or revoked"
-            await self._refuse(scope, send, 401, ANONYMOUS, need, reason)
-            return
-        if credentials.claimed_user is not None and credentials.claimed_user != principal.user:
-            reason = f"the token is not {credentials.claimed_user!r}'s"
-            await self._refuse(scope, send, 401, ANONYMOUS, need, reason)
-            return
-        owns = False
         if needs_ownership_check(principal.role, need):
             try:
                 need, receive = await _with_model_name(scope, receive, need)
             except MlflowError as unreadable:
                 await unreadable.response()(scope, _nothing_to_receive, send)
                 return
-            if need.model is not None:
-                owns = await self.guard.administration.owns(principal.user, need.model)
-        decision = verdict(principal.user, principal.role, need, owns)
+        decision = await self.guard.authorize(principal, need)
         if not decision.allowed:
             await self._refuse(scope, send, 403, principal.user, need, decision.reason)
             return
@@ -141,17 +67,7 @@ class AccessControl:
         self, scope: Scope, send: Send, status: int, actor: str, need: Requirement, reason: str
     ) -> None:
         path: str = scope["path"]
-        self.guard.refusals.record(
-            AccessRefused(
-                actor=actor,
-                action=need.action.value,
-                reason=reason,
-                method=scope["method"],
-                path=path[:MAX_RECORDED_PATH],
-                status=401 if status == 401 else 403,
-                model=need.model or "",
-            )
-        )
+        self.guard.record_refusal(actor, need, reason, scope["method"], path, status)
         response = refusal(status, path, reason)
         await response(scope, _nothing_to_receive, send)
 
