@@ -11,6 +11,11 @@ from pydantic import Field, model_validator
 from registrar.contracts.commands import Command
 from registrar.contracts.values import Frozen
 
+AUTHORIZATION_HEADER = "authorization"
+"""The Kafka header a command message carries its bearer token in (`Bearer <token>`), as an HTTP
+request does. Required when authentication is on: the command then runs as the token's user and
+role, whatever `actor` says, and a message without a valid token is dead-lettered."""
+
 
 class CommandMessage(Frozen):
     command_id: UUID = Field(
@@ -18,7 +23,8 @@ class CommandMessage(Frozen):
         " changes nothing twice and gets no second result"
     )
     actor: Annotated[str, Field(min_length=1, max_length=256)] = Field(
-        description="Who is acting; recorded on every event"
+        description="Who is acting; recorded on every event. With authentication on, the user"
+        " of the token in the `authorization` header is recorded instead"
     )
     correlation_id: UUID | None = Field(
         default=None, description="Copied onto the events (defaults to the command id)"

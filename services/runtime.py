@@ -14,10 +14,13 @@ from dataclasses import dataclass, field
 import uvicorn
 from faststream.kafka import KafkaBroker
 
+from registrar.access.guard import AccessGuard
+from registrar.access.principal import Principal
 from registrar.api.app import create_app
 from registrar.bus.kafka_broker import ensure_topics, wait_for_broker
 from registrar.bus.kafka_projector import attach_projection
 from registrar.bus.relay import Relay
+from registrar.bus.training_ingest import INGEST_PRINCIPAL
 from registrar.projections.catalogue import READ_MODELS, read_model
 from registrar.registry import Registry
 
@@ -61,9 +64,16 @@ class _Server(uvicorn.Server):
         yield
 
 
-def _consumers(bootstrap: str, registry: Registry, roles: Roles) -> list[KafkaBroker]:
+def _consumers(
+    bootstrap: str,
+    registry: Registry,
+    roles: Roles,
+    guard: AccessGuard | None,
+    ingest_as: Principal,
+) -> list[KafkaBroker]:
     """One Kafka connection per consumer: FastStream starts a connection's subscribers one after
-    another, each waiting for its group to settle (seconds), so separate ones start together."""
+    another, each waiting for its group to settle (seconds), so separate ones start together.
+    `guard`: authentication is on for commands; `ingest_as`: who training runs are recorded by."""
     store = registry.store
     attachers: list[Callable[[KafkaBroker], None]] = []
     for name in roles.projections:
@@ -80,8 +90,8 @@ def _consumers(bootstrap: str, registry: Registry, roles: Roles) -> list[KafkaBr
         from registrar.bus.command_bus import attach_command_bus
         from registrar.bus.training_ingest import attach_training_ingest
 
-        attachers.append(lambda kafka: attach_training_ingest(kafka, registry))
-        attachers.append(lambda kafka: attach_command_bus(kafka, registry))
+        attachers.append(lambda kafka: attach_training_ingest(kafka, registry, caller=ingest_as))
+        attachers.append(lambda kafka: attach_command_bus(kafka, registry, guard=guard))
     consumers = []
     for attach in attachers:
         kafka = KafkaBroker(bootstrap, client_id="registrar", logger=log)
@@ -99,9 +109,12 @@ async def run(
     port: int = 8080,
     query_wait_seconds: float = 10.0,
     auth_required: bool = False,
+    ingest_as: Principal = INGEST_PRINCIPAL,
     on_started: Callable[[Process], None] = lambda _: None,
 ) -> None:
-    """Run `roles` until SIGINT or SIGTERM, then stop them all, newest first."""
+    """Run `roles` until SIGINT or SIGTERM, then stop them all, newest first. `auth_required`:
+    the API and the Kafka command bus need tokens; `ingest_as`: the service principal that
+    records training runs."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
@@ -109,7 +122,12 @@ async def run(
     registry = await Registry.open(database_url)
     registry.query_wait_seconds = query_wait_seconds
     process = Process(registry)
+    access = contextlib.AsyncExitStack()
     try:
+        guard = None
+        if auth_required and roles.ingest and kafka_bootstrap:
+            guard = AccessGuard()
+            await access.enter_async_context(guard.running(registry))
         if kafka_bootstrap:
             await wait_for_broker(kafka_bootstrap)
             await ensure_topics(kafka_bootstrap)
@@ -117,7 +135,7 @@ async def run(
                 relay = Relay(registry.store, kafka_bootstrap)
                 registry.on_append.append(relay.wake)
                 process.tasks.append(asyncio.create_task(relay.run(), name="relay"))
-            process.consumers = _consumers(kafka_bootstrap, registry, roles)
+            process.consumers = _consumers(kafka_bootstrap, registry, roles, guard, ingest_as)
         else:  # no bus: these read models follow the store in this process
             process.tasks += registry.start_projectors(roles.follow)
         if process.consumers:
@@ -153,6 +171,7 @@ async def run(
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         await asyncio.gather(*(stop_within(kafka, seconds=10) for kafka in process.consumers))
+        await access.aclose()
         await registry.close()
 
 

@@ -24,6 +24,11 @@ class Settings:
     auth: str = ""
     """$REGISTRAR_AUTH: "required" turns authentication on even on loopback (off the loopback
     it is always on); "" or "optional" leaves it to the address."""
+    ingest_user: str = "training-ingest"
+    """$REGISTRAR_INGEST_USER: the service principal that records `training.completed` runs (and
+    the versions they register); never the message's own say."""
+    ingest_role: str = "contributor"
+    """$REGISTRAR_INGEST_ROLE: that principal's role."""
 
     VARIABLES = (
         "REGISTRAR_HOME",
@@ -34,6 +39,8 @@ class Settings:
         "REGISTRAR_LOG_LEVEL",
         "REGISTRAR_QUERY_WAIT_SECONDS",
         "REGISTRAR_AUTH",
+        "REGISTRAR_INGEST_USER",
+        "REGISTRAR_INGEST_ROLE",
     )
     """Every environment variable Registrar reads (compose.yaml and README may use no other)."""
 
@@ -49,4 +56,6 @@ class Settings:
             log_level=env.get("REGISTRAR_LOG_LEVEL", "info"),
             query_wait_seconds=float(env.get("REGISTRAR_QUERY_WAIT_SECONDS", "10")),
             auth=env.get("REGISTRAR_AUTH", "").strip().lower(),
+            ingest_user=env.get("REGISTRAR_INGEST_USER", "training-ingest"),
+            ingest_role=env.get("REGISTRAR_INGEST_ROLE", "contributor").strip().lower(),
         )

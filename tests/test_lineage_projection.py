@@ -12,7 +12,7 @@ from uuid import uuid4
 import pytest
 from sqlalchemy import text
 
-from registrar.bus.training_ingest import ingest
+from registrar.bus.training_ingest import INGEST_PRINCIPAL, ingest
 from registrar.commands.command_handler import CommandMeta
 from registrar.contracts.commands import (
     DeleteModel,
@@ -65,7 +65,7 @@ async def _history(registry: Registry) -> None:
             code={"repository": "https://git/ml", "commit": f"sha-{run_id}"},  # type: ignore[arg-type]
             finished_at=datetime(2026, 11, 26, 11, tzinfo=UTC),
         )
-        await ingest(registry, message, "trainer")
+        await ingest(registry, message, INGEST_PRINCIPAL)
     await handle(RegisterVersion(name="base", source="s3://b/2", run_id="never-recorded"), meta())
     await handle(RegisterModel(name="student"), meta())
     await handle(

@@ -7,6 +7,7 @@ import re
 from dataclasses import dataclass
 from enum import Enum
 
+from registrar.contracts import commands as c
 from registrar.contracts.values import Role
 from registrar.domain.approvals import MOVER_ROLE
 
@@ -102,6 +103,37 @@ _MLFLOW_MANAGE = frozenset(
 _MLFLOW_PROMOTE = frozenset({"model-versions/transition-stage", "registered-models/alias"})
 _MLFLOW_READ_POSTS = frozenset({"registered-models/get-latest-versions"})
 """POSTs that only read (besides every `.../search`)."""
+
+
+_COMMAND_ACTIONS: dict[type, Action] = {
+    c.RegisterModel: Action.CONTRIBUTE,
+    c.UpdateModelDescription: Action.MANAGE_MODEL,
+    c.SetModelTag: Action.MANAGE_MODEL,
+    c.DeleteModelTag: Action.MANAGE_MODEL,
+    c.RenameModel: Action.MANAGE_MODEL,
+    c.DeleteModel: Action.MANAGE_MODEL,
+    c.RegisterVersion: Action.CONTRIBUTE,
+    c.UpdateVersionDescription: Action.CONTRIBUTE,
+    c.SetVersionTag: Action.CONTRIBUTE,
+    c.DeleteVersionTag: Action.CONTRIBUTE,
+    c.RecordMetrics: Action.CONTRIBUTE,
+    c.UpdateModelCard: Action.CONTRIBUTE,
+    c.DeleteVersion: Action.MANAGE_MODEL,
+    c.TransitionStage: Action.PROMOTE,
+    c.SetAlias: Action.PROMOTE,
+    c.DeleteAlias: Action.PROMOTE,
+    c.RequestTransition: Action.CONTRIBUTE,
+    c.ApproveTransition: Action.CONTRIBUTE,
+    c.RejectTransition: Action.CONTRIBUTE,
+    c.CancelTransition: Action.CONTRIBUTE,
+}
+"""Each command as the HTTP route that issues it is classed in the table above."""
+
+
+def command_requirement(command: c.Command) -> Requirement:
+    """What a command needs when it arrives without a path (a Kafka command message): the same
+    action as the route that issues it over HTTP, on the model it names."""
+    return Requirement(_COMMAND_ACTIONS[type(command)], command.name)
 
 
 def is_mlflow_path(path: str) -> bool:

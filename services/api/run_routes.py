@@ -9,6 +9,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Path, Request
 from pydantic import BaseModel
 
+from registrar.access.principal import Principal
 from registrar.api.bodies import VersionOut
 from registrar.api.context import command_meta, registry_of
 from registrar.api.responses import JSON, with_position
@@ -51,7 +52,8 @@ def run_view(state: RunState) -> dict[str, Any]:
     summary="Record a finished training run, and register its version if it names a model",
 )
 async def post_training_run(body: TrainingCompleted, request: Request) -> JSON:
-    outcome = await ingest(registry_of(request), body, command_meta(request).actor)
+    meta = command_meta(request)
+    outcome = await ingest(registry_of(request), body, Principal(meta.actor, meta.role))
     version = None
     if outcome.model is not None and outcome.version is not None:
         version = version_view(outcome.model, outcome.model.versions[outcome.version])

@@ -9,7 +9,11 @@ from faststream.kafka import KafkaBroker
 from faststream.specification import AsyncAPI
 from pydantic import BaseModel
 
-from registrar.contracts.command_messages import CommandMessage, CommandResult
+from registrar.contracts.command_messages import (
+    AUTHORIZATION_HEADER,
+    CommandMessage,
+    CommandResult,
+)
 from registrar.contracts.envelope import Envelope
 from registrar.contracts.integration import Promotion
 from registrar.contracts.topics import (
@@ -24,8 +28,20 @@ from registrar.contracts.topics import (
 from registrar.contracts.training import TrainingCompleted
 
 CONSUMED: tuple[tuple[Topic, type[BaseModel], str], ...] = (
-    (TRAINING_COMPLETED, TrainingCompleted, "registrar ingest"),
-    (REGISTRY_COMMANDS, CommandMessage, "registrar ingest"),
+    (
+        TRAINING_COMPLETED,
+        TrainingCompleted,
+        "registrar ingest, recording as its configured service principal"
+        " (REGISTRAR_INGEST_USER, REGISTRAR_INGEST_ROLE), never as the message says",
+    ),
+    (
+        REGISTRY_COMMANDS,
+        CommandMessage,
+        f"registrar ingest. Header `{AUTHORIZATION_HEADER}: Bearer <token>` is required when"
+        " authentication is on: the command runs as the token's user and role, under the same"
+        " permissions as over HTTP; a message without a valid token is dead-lettered and"
+        " answered with error code `unauthenticated`",
+    ),
     (REGISTRY_EVENTS, Envelope, "registrar project (each projector service, its own group)"),
 )
 PRODUCED: tuple[tuple[Topic, Any, str], ...] = (

@@ -21,6 +21,13 @@ them (a memory-only broker that restarts).
 
 A failure other than a refused command (the database or the broker unavailable) is not
 acknowledged: the message is read again after a pause that grows with each failure.
+
+Access. With authentication on (an AccessGuard given), a message must carry a bearer token in its
+`authorization` header. It runs as that token's user and role, and needs what the same command
+needs over HTTP (the permission table); a refusal is recorded as an AccessRefused event like an
+HTTP one. A message without a valid token is dead-lettered (and answered, unrecorded, with code
+"unauthenticated"); one the token's role may not send is answered "permission_denied". With
+authentication off, as over HTTP, the message's actor acts as admin.
 """
 
 from __future__ import annotations
@@ -38,6 +45,9 @@ from pydantic import ValidationError
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from registrar.access.guard import AccessGuard, NotAuthenticated
+from registrar.access.permissions import command_requirement
+from registrar.access.principal import ANONYMOUS, Principal
 from registrar.bus.inbound import (
     MAX_REASON_LENGTH,
     acknowledged_after,
@@ -48,8 +58,14 @@ from registrar.bus.inbound import (
 from registrar.bus.kafka_broker import CONSUMER_TUNING
 from registrar.commands.command_handler import CommandMeta
 from registrar.contracts.codec import canonical, dumps, loads
-from registrar.contracts.command_messages import CommandError, CommandMessage, CommandResult
+from registrar.contracts.command_messages import (
+    AUTHORIZATION_HEADER,
+    CommandError,
+    CommandMessage,
+    CommandResult,
+)
 from registrar.contracts.topics import COMMAND_RESULTS, REGISTRY_COMMANDS
+from registrar.contracts.values import Role
 from registrar.domain.errors import DomainError
 from registrar.registry import Registry
 
@@ -144,25 +160,55 @@ def result_message(result: CommandResult) -> tuple[bytes, bytes, dict[str, str]]
     return str(result.command_id).encode(), dumps(result.model_dump(mode="json")), headers
 
 
+def _header(record: ConsumerRecord[Any, Any], name: str) -> str | None:
+    for key, value in record.headers or ():
+        if key.lower() == name:
+            return bytes(value).decode("utf-8", "replace")
+    return None
+
+
+def _refused(command_id: UUID, code: str, message: str) -> CommandResult:
+    return CommandResult(
+        command_id=command_id, ok=False, error=CommandError(code=code, message=message)
+    )
+
+
 def attach_command_bus(
-    broker: KafkaBroker, registry: Registry, group_id: str = "registrar.commands"
+    broker: KafkaBroker,
+    registry: Registry,
+    group_id: str = "registrar.commands",
+    guard: AccessGuard | None = None,
 ) -> None:
     """Handle the commands on `registry.commands` with `registry`, from `broker` (started by the
-    caller), in consumer group `group_id` (a new group starts at the earliest command)."""
+    caller), in consumer group `group_id` (a new group starts at the earliest command).
+    `guard`: authentication is on, and the guard (running) authenticates and authorizes."""
     results = CommandResults(registry.engine)
 
-    async def execute(message: CommandMessage) -> CommandResult:
+    async def execute(message: CommandMessage, caller: Principal) -> CommandResult:
         # A redelivered command handled before answers with what it did then: the command
         # handler finds its stored events by command id instead of deciding it again.
         command_id = message.command_id
-        meta = CommandMeta(message.actor, command_id, message.correlation_id)
+        if guard is not None:
+            need = command_requirement(message.command)
+            decision = await guard.authorize(caller, need)
+            if not decision.allowed:
+                guard.record_refusal(
+                    caller.user, need, decision.reason, "KAFKA", REGISTRY_COMMANDS.name, 403
+                )
+                return _refused(command_id, "permission_denied", decision.reason)
+        meta = CommandMeta(caller.user, command_id, message.correlation_id, role=caller.role)
         try:
             outcome = await registry.commands.handle(message.command, meta)
         except DomainError as refused:
-            error = CommandError(code=refused.code, message=refused.message)
-            return CommandResult(command_id=command_id, ok=False, error=error)
+            return _refused(command_id, refused.code, refused.message)
         positions = [e.position for e in outcome.events if e.position is not None]
         return CommandResult(command_id=command_id, ok=True, positions=positions)
+
+    def caller_of(message: CommandMessage, record: ConsumerRecord[Any, Any]) -> Principal:
+        """The token's user and role; with authentication off, the message's actor as admin."""
+        if guard is None:
+            return Principal(message.actor, Role.ADMIN)
+        return guard.authenticate(_header(record, AUTHORIZATION_HEADER))
 
     async def answer_command(body: bytes, record: ConsumerRecord[Any, Any]) -> None:
         message, command_id, reason = _read(body)
@@ -174,10 +220,14 @@ def attach_command_bus(
         if recorded is None:
             if message is None:
                 await dead_letter(broker, record, reason)
-                invalid = CommandError(code="invalid", message=reason)
-                result = CommandResult(command_id=command_id, ok=False, error=invalid)
+                result = _refused(command_id, "invalid", reason)
             else:
-                result = await execute(message)
+                try:
+                    caller = caller_of(message, record)
+                except NotAuthenticated as unknown:
+                    await _unauthenticated(message, record, unknown.reason)
+                    return
+                result = await execute(message, caller)
             recorded = await results.record(request_hash, result)
         if recorded.request_hash != request_hash:
             reused = (
@@ -188,9 +238,24 @@ def attach_command_bus(
             return
         if recorded.published:
             return  # a redelivery: its result went out before
-        key, value, headers = result_message(recorded.result)
-        await broker.publish(value, COMMAND_RESULTS.name, key=key, headers=headers)
+        await _publish(recorded.result)
         await results.mark_published(command_id)
+
+    async def _unauthenticated(
+        message: CommandMessage, record: ConsumerRecord[Any, Any], why: str
+    ) -> None:
+        """Dead-letter it and tell the sender, recording nothing: a message anyone could have
+        written must not claim its command id."""
+        assert guard is not None
+        reason = f"not authenticated: {why}"
+        need = command_requirement(message.command)
+        guard.record_refusal(ANONYMOUS, need, reason, "KAFKA", REGISTRY_COMMANDS.name, 401)
+        await dead_letter(broker, record, reason, "unauthenticated")
+        await _publish(_refused(message.command_id, "unauthenticated", reason))
+
+    async def _publish(result: CommandResult) -> None:
+        key, value, headers = result_message(result)
+        await broker.publish(value, COMMAND_RESULTS.name, key=key, headers=headers)
 
     broker.subscriber(
         REGISTRY_COMMANDS.name,

@@ -16,6 +16,7 @@ from faststream import AckPolicy
 from faststream.kafka import KafkaBroker
 from pydantic import ValidationError
 
+from registrar.access.principal import Principal
 from registrar.bus.inbound import acknowledged_after, dead_letter, problems, raw_body
 from registrar.bus.kafka_broker import CONSUMER_TUNING
 from registrar.commands.command_handler import CommandMeta
@@ -28,6 +29,7 @@ from registrar.contracts.training import (
     TrainingCompleted,
     TrainingRun,
 )
+from registrar.contracts.values import Role
 from registrar.domain.errors import Conflict, DomainError
 from registrar.domain.runs import RunState, decide_run, fold_run, run_stream_id
 from registrar.domain.state import ModelState
@@ -38,6 +40,10 @@ log = logging.getLogger("registrar.ingest")
 
 INGEST_GROUP = "registrar.ingest"
 INGEST_ACTOR = "training-ingest"
+INGEST_PRINCIPAL = Principal(INGEST_ACTOR, Role.CONTRIBUTOR)
+"""Who records the runs of `training.completed` unless configured otherwise
+(REGISTRAR_INGEST_USER, REGISTRAR_INGEST_ROLE): a service principal fixed when the consumer
+starts, never whoever wrote the message. Contributor is enough to record runs and register."""
 _ID_NAMESPACE = UUID("5d0c1f7e-9a43-4c56-b7a2-3f0d6c2e8b91")  # namespace of run-derived ids
 _MAX_RECORD_ATTEMPTS = 5
 
@@ -71,7 +77,9 @@ async def load_run(registry: Registry, run_id: str) -> RunState | None:
     return fold_run(await registry.store.read_stream(run_stream_id(run_id)))
 
 
-async def ingest(registry: Registry, message: TrainingCompleted, actor: str) -> IngestOutcome:
+async def ingest(
+    registry: Registry, message: TrainingCompleted, caller: Principal
+) -> IngestOutcome:
     """Record the run of `message` and, if it names a model, register the version it produced
     (registering the model first if there is none of that name).
 
@@ -79,12 +87,15 @@ async def ingest(registry: Registry, message: TrainingCompleted, actor: str) -> 
     change, and one run registers one version. Raises DomainError if the registry refuses the
     version (e.g. its model was deleted); the run stays recorded.
     """
-    run, run_position, recorded_now = await _record_run(registry, message, actor)
+    run, run_position, recorded_now = await _record_run(registry, message, caller.user)
     name = run.run.model_name
     if name is None:
         return IngestOutcome(run, None, None, run_position, recorded_now)
     meta = CommandMeta(
-        actor, run_command_id(run.run, "RegisterVersion", name), correlation_id=message.message_id
+        caller.user,
+        run_command_id(run.run, "RegisterVersion", name),
+        correlation_id=message.message_id,
+        role=caller.role,
     )
     before = await registry.commands.load(name)
     if before is None:
@@ -179,7 +190,7 @@ def attach_training_ingest(
     registry: Registry,
     *,
     group_id: str = INGEST_GROUP,
-    actor: str = INGEST_ACTOR,
+    caller: Principal = INGEST_PRINCIPAL,
     retry_delay_seconds: float = 1.0,
 ) -> None:
     """Consume `training.completed` on `broker` into `registry`, in consumer group `group_id`.
@@ -191,7 +202,7 @@ def attach_training_ingest(
     """
 
     async def on_training_completed(body: bytes, record: ConsumerRecord[Any, Any]) -> None:
-        refusal = await _ingest_or_refusal(registry, body, actor)
+        refusal = await _ingest_or_refusal(registry, body, caller)
         if refusal is not None:
             code, reason = refusal
             await dead_letter(broker, record, reason, code)
@@ -208,14 +219,16 @@ def attach_training_ingest(
     )(acknowledged_after(on_training_completed, log, retry_delay_seconds))
 
 
-async def _ingest_or_refusal(registry: Registry, body: bytes, actor: str) -> tuple[str, str] | None:
+async def _ingest_or_refusal(
+    registry: Registry, body: bytes, caller: Principal
+) -> tuple[str, str] | None:
     """Ingest `body`; None when done, (code, reason) when it must be dead-lettered."""
     try:
         completed = TrainingCompleted.model_validate_json(body)
     except ValidationError as invalid:
         return "invalid", f"not a valid TrainingCompleted: {problems(invalid)}"
     try:
-        await ingest(registry, completed, actor)
+        await ingest(registry, completed, caller)
     except DomainError as refused:
         return refused.code, f"run {completed.run_id!r}: {refused.message}"
     except ValidationError as invalid:

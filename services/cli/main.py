@@ -24,12 +24,21 @@ def _run_roles(
     """Run `roles` in this process. `up` brings its own PostgreSQL and Kafka when none is
     configured; every other command runs against the configured ones."""
     from registrar.access.mode import auth_mode
+    from registrar.access.principal import Principal
     from registrar.bus.kafka_broker import resolve_broker
+    from registrar.contracts.values import Role
     from registrar.runtime import Process, run
     from registrar.store.database import resolve_database
 
     try:
         mode = auth_mode(settings.auth, auth, host)
+        recording = [role.value for role in Role if role.includes(Role.CONTRIBUTOR)]
+        if settings.ingest_role not in recording:
+            raise ValueError(
+                f"REGISTRAR_INGEST_ROLE must be one of {', '.join(recording)}: the ingest"
+                f" records runs and registers versions, not {settings.ingest_role!r}"
+            )
+        ingest_as = Principal(settings.ingest_user, Role(settings.ingest_role))
     except ValueError as error:
         print(f"registrar {command}: {error}", file=sys.stderr)
         return 2
@@ -96,6 +105,7 @@ def _run_roles(
                 port=port,
                 query_wait_seconds=settings.query_wait_seconds,
                 auth_required=mode.required,
+                ingest_as=ingest_as,
                 on_started=announce,
             )
         )

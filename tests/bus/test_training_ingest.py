@@ -16,13 +16,17 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.structs import RecordMetadata
 from faststream.kafka import KafkaBroker
+from sqlalchemy import text
 
+from registrar.access.principal import Principal
 from registrar.bus.kafka_broker import ensure_topics
-from registrar.bus.training_ingest import attach_training_ingest, ingest, load_run
+from registrar.bus.training_ingest import INGEST_PRINCIPAL, attach_training_ingest, ingest, load_run
 from registrar.commands.command_handler import CommandMeta
 from registrar.contracts.codec import dumps
 from registrar.contracts.commands import DeleteModel, RegisterModel
 from registrar.contracts.topics import DEADLETTER, TRAINING_COMPLETED
+from registrar.contracts.values import Role
+from registrar.domain.runs import run_stream_id
 from registrar.domain.state import ModelState
 from registrar.registry import Registry
 
@@ -150,7 +154,7 @@ async def test_the_same_run_ingested_concurrently_registers_one_version(
     copies = [
         TrainingCompleted.model_validate({**message, "message_id": str(uuid4())}) for _ in range(6)
     ]
-    outcomes = await asyncio.gather(*(ingest(registry, m, "test") for m in copies))
+    outcomes = await asyncio.gather(*(ingest(registry, m, INGEST_PRINCIPAL) for m in copies))
     assert {outcome.version for outcome in outcomes} == {1}
     assert sum(outcome.changed for outcome in outcomes) >= 1
     model = await versions_of(registry, message["model_name"])
@@ -250,6 +254,9 @@ async def test_models_written_after_a_run_are_still_listed(api: httpx.AsyncClien
 
 # Kafka -------------------------------------------------------------------------------------------
 
+TRAINER = Principal("trainer-service", Role.CONTRIBUTOR)
+"""The service principal the ingest consumer is configured with."""
+
 
 @pytest.fixture(scope="module")
 async def ingest_group(
@@ -260,7 +267,9 @@ async def ingest_group(
     await ensure_topics(kafka_bootstrap)
     group_id = unique("registrar.ingest.test")
     broker = KafkaBroker(kafka_bootstrap, logger=None)
-    attach_training_ingest(broker, app_and_client[0], group_id=group_id, retry_delay_seconds=0.1)
+    attach_training_ingest(
+        broker, app_and_client[0], group_id=group_id, caller=TRAINER, retry_delay_seconds=0.1
+    )
     await broker.start()
     try:
         yield group_id
@@ -362,6 +371,24 @@ async def test_a_training_completed_on_kafka_registers_one_version_however_often
     assert version.metrics == message["metrics"] and version.digest == DIGEST
     run = await load_run(registry, message["run_id"])
     assert run is not None and run.run.artifact.files == message["artifact"]["files"]
+
+
+async def test_runs_from_kafka_are_recorded_by_the_configured_principal_not_the_producer(
+    ingest_group: str, producer: AIOKafkaProducer, registry: Registry
+) -> None:
+    message = training_completed(producer="admin")
+    await publish(producer, dumps(message), message["run_id"])
+    await wait_for_version(registry, message["model_name"])
+
+    async with registry.engine.connect() as conn:
+        actors = await conn.execute(
+            text("SELECT DISTINCT actor FROM events WHERE stream_id IN (:run, :model)"),
+            {
+                "run": run_stream_id(message["run_id"]),
+                "model": await registry.store.resolve_name(message["model_name"]),
+            },
+        )
+        assert list(actors.scalars()) == ["trainer-service"]
 
 
 async def test_bad_messages_are_dead_lettered_with_why_and_the_consumer_keeps_going(
