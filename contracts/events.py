@@ -8,6 +8,7 @@ from uuid import UUID
 
 from pydantic import Field, TypeAdapter
 
+from registrar.contracts.envelope import Envelope
 from registrar.contracts.policies import TransitionAuthorization
 from registrar.contracts.values import (
     DatasetRef,
@@ -238,6 +239,22 @@ class TokenIssued(Frozen):
     role: Role
     label: str = ""
     token_hash: str = Field(description="sha256 of the token, hex: the token itself is never kept")
+
+
+SECRET_FIELDS: dict[str, frozenset[str]] = {"TokenIssued": frozenset({"token_hash"})}
+"""Payload fields that never leave the store, by event type: a token's hash would let anyone who
+reads the bus test guesses offline, or match a token seen elsewhere."""
+REDACTED = "[redacted]"
+
+
+def redacted(envelope: Envelope) -> Envelope:
+    """The envelope as it may leave the store: each secret field's value replaced by REDACTED.
+    Its hash still covers the stored payload: verify the chain against the store."""
+    secret = SECRET_FIELDS.get(envelope.type)
+    if not secret or not secret & envelope.payload.keys():
+        return envelope
+    payload = {k: REDACTED if k in secret else v for k, v in envelope.payload.items()}
+    return envelope.model_copy(update={"payload": payload})
 
 
 class TokenRevoked(Frozen):

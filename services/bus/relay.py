@@ -20,6 +20,7 @@ from sqlalchemy import text
 from registrar.bus.kafka_broker import ensure_topics
 from registrar.contracts.codec import dumps
 from registrar.contracts.envelope import Envelope
+from registrar.contracts.events import redacted
 from registrar.contracts.topics import REGISTRY_EVENTS
 from registrar.projector.wake_signal import WakeSignal
 from registrar.store.event_store import START, Checkpoint, PostgresEventStore, RecordedEvent
@@ -30,7 +31,8 @@ LEADER_LOCK = 0x52_656C_6179  # "Relay": the advisory lock id only the active re
 
 
 def event_message(envelope: Envelope) -> tuple[bytes, bytes, dict[str, str]]:
-    """(key, value, headers) of an event on registry.events."""
+    """(key, value, headers) of an event on registry.events, its secrets redacted."""
+    envelope = redacted(envelope)
     headers = {
         "type": envelope.type,
         "event-id": str(envelope.event_id),
