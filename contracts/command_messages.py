@@ -9,7 +9,7 @@ from uuid import UUID
 from pydantic import Field, model_validator
 
 from registrar.contracts.commands import Command
-from registrar.contracts.values import Frozen
+from registrar.contracts.values import Frozen, Inbound
 
 AUTHORIZATION_HEADER = "authorization"
 """The Kafka header a command message carries its bearer token in (`Bearer <token>`), as an HTTP
@@ -17,7 +17,7 @@ request does. Required when authentication is on: the command then runs as the t
 role, whatever `actor` says, and a message without a valid token is dead-lettered."""
 
 
-class CommandMessage(Frozen):
+class CommandMessage(Inbound):
     command_id: UUID = Field(
         description="Chosen by the sender, unique per command: a resent command with the same id"
         " changes nothing twice and gets no second result"

@@ -12,7 +12,7 @@ from registrar.contracts.values import (
     AliasName,
     DatasetRef,
     Description,
-    Frozen,
+    Inbound,
     Metrics,
     ModelName,
     Params,
@@ -25,44 +25,44 @@ from registrar.contracts.values import (
 )
 
 
-class RegisterModel(Frozen):
+class RegisterModel(Inbound):
     type: Literal["RegisterModel"] = "RegisterModel"
     name: ModelName
     description: Description = ""
     tags: Tags = Field(default_factory=dict)
 
 
-class UpdateModelDescription(Frozen):
+class UpdateModelDescription(Inbound):
     type: Literal["UpdateModelDescription"] = "UpdateModelDescription"
     name: ModelName
     description: Description
 
 
-class SetModelTag(Frozen):
+class SetModelTag(Inbound):
     type: Literal["SetModelTag"] = "SetModelTag"
     name: ModelName
     key: TagKey
     value: TagValue
 
 
-class DeleteModelTag(Frozen):
+class DeleteModelTag(Inbound):
     type: Literal["DeleteModelTag"] = "DeleteModelTag"
     name: ModelName
     key: TagKey
 
 
-class RenameModel(Frozen):
+class RenameModel(Inbound):
     type: Literal["RenameModel"] = "RenameModel"
     name: ModelName
     new_name: ModelName
 
 
-class DeleteModel(Frozen):
+class DeleteModel(Inbound):
     type: Literal["DeleteModel"] = "DeleteModel"
     name: ModelName
 
 
-class RegisterVersion(Frozen):
+class RegisterVersion(Inbound):
     type: Literal["RegisterVersion"] = "RegisterVersion"
     name: ModelName
     source: Annotated[str, Field(min_length=1, max_length=4096)]
@@ -77,14 +77,14 @@ class RegisterVersion(Frozen):
     description: Description = ""
 
 
-class UpdateVersionDescription(Frozen):
+class UpdateVersionDescription(Inbound):
     type: Literal["UpdateVersionDescription"] = "UpdateVersionDescription"
     name: ModelName
     version: VersionNumber
     description: Description
 
 
-class SetVersionTag(Frozen):
+class SetVersionTag(Inbound):
     type: Literal["SetVersionTag"] = "SetVersionTag"
     name: ModelName
     version: VersionNumber
@@ -92,21 +92,21 @@ class SetVersionTag(Frozen):
     value: TagValue
 
 
-class DeleteVersionTag(Frozen):
+class DeleteVersionTag(Inbound):
     type: Literal["DeleteVersionTag"] = "DeleteVersionTag"
     name: ModelName
     version: VersionNumber
     key: TagKey
 
 
-class RecordMetrics(Frozen):
+class RecordMetrics(Inbound):
     type: Literal["RecordMetrics"] = "RecordMetrics"
     name: ModelName
     version: VersionNumber
     metrics: Annotated[Metrics, Field(min_length=1)]
 
 
-class TransitionStage(Frozen):
+class TransitionStage(Inbound):
     type: Literal["TransitionStage"] = "TransitionStage"
     name: ModelName
     version: VersionNumber
@@ -114,26 +114,26 @@ class TransitionStage(Frozen):
     archive_existing: bool = False
 
 
-class SetAlias(Frozen):
+class SetAlias(Inbound):
     type: Literal["SetAlias"] = "SetAlias"
     name: ModelName
     alias: AliasName
     version: VersionNumber
 
 
-class DeleteAlias(Frozen):
+class DeleteAlias(Inbound):
     type: Literal["DeleteAlias"] = "DeleteAlias"
     name: ModelName
     alias: AliasName
 
 
-class DeleteVersion(Frozen):
+class DeleteVersion(Inbound):
     type: Literal["DeleteVersion"] = "DeleteVersion"
     name: ModelName
     version: VersionNumber
 
 
-class UpdateModelCard(Frozen):
+class UpdateModelCard(Inbound):
     """Set a version's model-card fields (those left out stay as they are)."""
 
     type: Literal["UpdateModelCard"] = "UpdateModelCard"
@@ -146,7 +146,7 @@ Comment = Annotated[str, Field(max_length=10_000)]
 RequestId = Annotated[str, Field(min_length=1, max_length=64)]
 
 
-class RequestTransition(Frozen):
+class RequestTransition(Inbound):
     """Ask for a version to move to `stage`, or to take `alias`, under the promotion policy."""
 
     type: Literal["RequestTransition"] = "RequestTransition"
@@ -166,21 +166,21 @@ class RequestTransition(Frozen):
         return self
 
 
-class ApproveTransition(Frozen):
+class ApproveTransition(Inbound):
     type: Literal["ApproveTransition"] = "ApproveTransition"
     name: ModelName
     request_id: RequestId
     comment: Comment = ""
 
 
-class RejectTransition(Frozen):
+class RejectTransition(Inbound):
     type: Literal["RejectTransition"] = "RejectTransition"
     name: ModelName
     request_id: RequestId
     comment: Comment = ""
 
 
-class CancelTransition(Frozen):
+class CancelTransition(Inbound):
     type: Literal["CancelTransition"] = "CancelTransition"
     name: ModelName
     request_id: RequestId

@@ -15,7 +15,14 @@ from uuid import UUID
 
 from pydantic import AfterValidator, Field, model_validator
 
-from registrar.contracts.values import DatasetRef, Frozen, Metrics, ModelName, Params
+from registrar.contracts.values import (
+    DatasetRef,
+    Frozen,
+    Metrics,
+    ModelName,
+    Params,
+    StorableText,
+)
 
 MAX_RUN_ID_LENGTH = 256
 _RUN_ID = re.compile(r"^[\w.\-:]+$")
@@ -90,7 +97,7 @@ class TrainingRun(Frozen):
         return {name: getattr(self, name) for name in TrainingRun.model_fields}
 
 
-class TrainingCompleted(TrainingRun):
+class TrainingCompleted(TrainingRun, StorableText):
     """A training service's report that a run finished. `message_id` identifies this message;
     the run is identified by `run_id`, so a second message about one run changes nothing."""
 

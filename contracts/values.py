@@ -9,9 +9,9 @@ from __future__ import annotations
 import re
 import unicodedata
 from enum import Enum
-from typing import Annotated, Any
+from typing import Annotated, Any, Self
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
 MAX_NAME_LENGTH = 256
 MAX_TAG_KEY_LENGTH = 250
@@ -126,6 +126,56 @@ class Frozen(BaseModel):
     """Base of every contract: immutable, and unknown fields are an error, not silently dropped."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+"""NUL, which PostgreSQL text and jsonb cannot hold, and unpaired surrogates, which are not
+characters (no UTF-8 encoding exists for them)."""
+
+
+def unstorable_text(value: Any) -> str | None:
+    """Where `value` (a string, or any string, key or value nested in it) holds text that cannot
+    be stored, said in words; None if all of it can."""
+    match value:
+        case str():
+            found = _UNSTORABLE.search(value)
+            if found is None:
+                return None
+            what = "a NUL character" if found.group() == "\x00" else "an unpaired surrogate"
+            return f"holds {what} (U+{ord(found.group()):04X}) at character {found.start()}"
+        case BaseModel():
+            return unstorable_text(value.__dict__)
+        case dict():
+            for key, item in value.items():
+                problem = unstorable_text(key)
+                if problem is not None:
+                    return f"key {key!r} {problem}"
+                problem = unstorable_text(item)
+                if problem is not None:
+                    return f"{key}: {problem}" if isinstance(key, str) else problem
+        case list() | tuple():
+            for index, item in enumerate(value):
+                problem = unstorable_text(item)
+                if problem is not None:
+                    return f"[{index}]: {problem}"
+    return None
+
+
+class StorableText(BaseModel):
+    """For contracts that arrive from outside (commands, messages, request bodies): every string
+    in them, nested ones and dict keys included, must be text PostgreSQL can store and every
+    reader can decode. Checked once where text enters, not on events read back."""
+
+    @model_validator(mode="after")
+    def _text_is_storable(self) -> Self:
+        problem = unstorable_text(self.__dict__)
+        if problem is not None:
+            raise ValueError(f"{problem}: send text without NUL or unpaired surrogates")
+        return self
+
+
+class Inbound(Frozen, StorableText):
+    """A frozen contract that arrives from outside."""
 
 
 class DatasetRef(Frozen):
