@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from registrar.commands.command_handler import CommandHandler, LoadedStream
 from registrar.projections.catalogue import READ_MODELS, read_model
 from registrar.projections.current_state import NAME as CURRENT_STATE
+from registrar.projector.halts import halted_reason
 from registrar.projector.runner import Projector
 from registrar.store.database import create_engine
 from registrar.store.event_store import PostgresEventStore
@@ -92,13 +93,18 @@ class Registry:
                 del wanted[stream_id]
             if not wanted:
                 break
-            if time.monotonic() >= deadline:
+            if time.monotonic() >= deadline or (following is not None and following.halted):
                 return False
             if following is None:  # a projector service elsewhere: look again shortly
                 await asyncio.sleep(0.005)
             else:  # this process's projector: look again when it has applied a batch
                 await following.applied_since(seen, timeout=0.05)
         return True
+
+    async def halted(self, name: str) -> str | None:
+        """Why read model `name` stopped for good, wherever it runs; None if it has not."""
+        async with self.engine.connect() as conn:
+            return await halted_reason(conn, name)
 
     def start_projectors(self, names: Iterable[str] = READ_MODELS) -> list[asyncio.Task[None]]:
         """Run the projectors of read models `names` in this process, following the store (when

@@ -7,6 +7,8 @@ from typing import Annotated
 
 from fastapi import HTTPException, Query
 
+from registrar.projections.current_state import NAME as CURRENT_STATE
+from registrar.projector.halts import halted_message
 from registrar.registry import Registry
 
 PageSize = Annotated[int, Query(ge=1, le=1000, description="At most this many items")]
@@ -45,6 +47,9 @@ async def wait_for_projection(registry: Registry, min_position: int | None) -> N
             )
         also[written[0]] = written[1]
     if not await registry.wait_until_projected(also):
+        reason = await registry.halted(CURRENT_STATE)
+        if reason is not None:
+            raise HTTPException(503, halted_message(CURRENT_STATE, reason))
         raise HTTPException(
             503,
             "the current-state projection has not caught up with your writes within"

@@ -9,6 +9,7 @@ import time
 from fastapi import HTTPException
 from sqlalchemy import TextClause
 
+from registrar.projector.halts import halted_message, halted_reason
 from registrar.registry import Registry
 
 
@@ -29,10 +30,15 @@ async def wait_for_read_model(
         "projection": name,
     }
     deadline = time.monotonic() + registry.query_wait_seconds
+    first = True
     while True:
         async with registry.engine.connect() as conn:
             if (await conn.execute(applied, params)).scalar():
                 return
+            reason = await halted_reason(conn, name) if first else None
+        if reason is not None:
+            raise HTTPException(503, halted_message(name, reason))
+        first = False
         if time.monotonic() >= deadline:
             raise HTTPException(
                 503,

@@ -13,6 +13,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from registrar.projections.ports import Projection
+from registrar.projector.halts import clear_halt, halt_reason, is_transient, record_halt
 from registrar.projector.status import record_progress
 from registrar.projector.wake_signal import WakeSignal
 from registrar.store.advisory_locks import HeldLock, lock_key, session_lock
@@ -68,6 +69,10 @@ class Projector:
         self.lock_check_seconds = LOCK_CHECK_SECONDS
         self._ahead: tuple[Checkpoint, asyncio.Task[list[RecordedEvent]]] | None = None
         """The batch after a full one, read while that one is applied (a backlog, a rebuild)."""
+        self.last_batch: list[RecordedEvent] = []
+        """The batch read last: the one that failed, when one fails."""
+        self.halted: str | None = None
+        """Why this projection stopped for good (an event it cannot apply), if it did."""
 
     def wake(self) -> None:
         """Something was appended: look now rather than at the next poll."""
@@ -87,13 +92,15 @@ class Projector:
         self.checkpoint = START if row is None else Checkpoint(row.transaction_id, row.position)
         return self.checkpoint
 
-    async def catch_up_once(self) -> int:
-        """Apply the next batch, if any; return how many events it held."""
-        batch = await self._next_batch()
+    async def catch_up_once(self, limit: int | None = None) -> int:
+        """Apply the next batch (of at most `limit` events, else batch_size), if any; return how
+        many events it held."""
+        batch = await self._next_batch(limit or self.batch_size)
+        self.last_batch = batch
         if not batch:
             return 0
         last = batch[-1].checkpoint
-        if len(batch) == self.batch_size:  # more is waiting: read it while this batch is applied
+        if limit is None and len(batch) == self.batch_size:  # more waits: read it meanwhile
             self._ahead = (last, asyncio.create_task(self.store.read_all(last, self.batch_size)))
         try:
             async with self.store.engine.begin() as conn:
@@ -111,14 +118,14 @@ class Projector:
             self._progress.notify_all()
         return len(batch)
 
-    async def _next_batch(self) -> list[RecordedEvent]:
+    async def _next_batch(self, limit: int) -> list[RecordedEvent]:
         ahead, self._ahead = self._ahead, None
         if ahead is not None:
             after, reading = ahead
-            if after == self.checkpoint:
+            if after == self.checkpoint and limit == self.batch_size:
                 return await reading
             reading.cancel()
-        return await self.store.read_all(self.checkpoint, self.batch_size)
+        return await self.store.read_all(self.checkpoint, limit)
 
     def stop_reading_ahead(self) -> None:
         """Drop a batch being read ahead (the projector stops, or its checkpoint moves)."""
@@ -160,17 +167,23 @@ class Projector:
                 await asyncio.sleep(1.0)
 
     async def _follow(self, held: HeldLock) -> None:
+        await clear_halt(self.store.engine, self.projection.name)
+        self.halted = None
         failures = 0
+        careful_until: Checkpoint | None = None
+        """After a batch failed for a reason that does not pass: one event at a time up to its
+        end, to apply the good ones and find the event that fails."""
         checked = time.monotonic()
         while True:
             if time.monotonic() - checked >= self.lock_check_seconds:
                 await held.check()  # LockLost: another process may follow the store now
                 checked = time.monotonic()
+            careful = careful_until is not None and self.checkpoint < careful_until
             try:
-                applied = await self.catch_up_once()
+                applied = await self.catch_up_once(1 if careful else None)
             except asyncio.CancelledError:
                 raise
-            except Exception:
+            except Exception as failed:
                 failures += 1
                 log.exception(
                     "projection %s failed a batch after %s (attempt %d); retrying",
@@ -178,12 +191,29 @@ class Projector:
                     self.checkpoint,
                     failures,
                 )
+                if not is_transient(failed):
+                    if careful and failures >= 2:  # one event, failing the same way again
+                        await self._halt(failed)
+                        await asyncio.Event().wait()  # halted: keep the lock, until cancelled
+                    if not careful:  # at once, one event at a time
+                        careful_until, failures = self.last_batch[-1].checkpoint, 0
+                        continue
                 await asyncio.sleep(min(60.0, 2.0 ** (failures - 1)))
                 continue
             failures = 0
             if applied == self.batch_size:
                 continue
             await self._wake.sleep(WAITED_POLL_SECONDS if self._waiters else self.idle_poll_seconds)
+
+    async def _halt(self, failed: Exception) -> None:
+        envelope = self.last_batch[0].envelope if self.last_batch else None
+        reason = halt_reason(failed, envelope)
+        log.error("projection %s stopped: %s", self.projection.name, reason)
+        position = envelope.position if envelope is not None else None
+        await record_halt(self.store.engine, self.projection.name, reason, position)
+        self.halted = reason  # only now: whoever sees it reads the record
+        async with self._progress:
+            self._progress.notify_all()  # waiting queries: it will not get there
 
     async def applied_since(self, batches: int, timeout: float) -> None:
         """Return once a batch after the `batches`-th is applied, or after `timeout` seconds.

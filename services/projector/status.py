@@ -20,9 +20,11 @@ _RECORD_PROGRESS = text(
 
 _STATUS = text(
     "SELECT 'projection' AS kind, projection AS name, position, events_applied, updated_at,"
-    " NULL::int AS republished FROM projection_progress"
+    " NULL::int AS republished, halted_at, halted_reason, halted_position"
+    " FROM projection_progress"
     " UNION ALL"
-    " SELECT 'relay', name, position, NULL, updated_at, republished FROM relay_state"
+    " SELECT 'relay', name, position, NULL, updated_at, republished, NULL, NULL, NULL"
+    " FROM relay_state"
     " ORDER BY kind, name"
 )
 
@@ -40,7 +42,8 @@ async def status(conn: AsyncConnection) -> dict[str, Any]:
     """The store's head position, and each projection's and relay's position and lag behind it.
 
     A projection fed by Kafka applies partitions in any relative order, so its position is the
-    highest it applied: a lag of 0 means it is caught up, a small lag is approximate."""
+    highest it applied: a lag of 0 means it is caught up, a small lag is approximate. `halted`
+    says when and why a projection stopped on an event it cannot apply (else null)."""
     head = (await conn.execute(text("SELECT coalesce(max(position), 0) FROM events"))).scalar()
     rows = (await conn.execute(_STATUS)).all()
     described: dict[str, Any] = {"store_position": head, "projections": [], "relays": []}
@@ -52,7 +55,18 @@ async def status(conn: AsyncConnection) -> dict[str, Any]:
             "updated_at": row.updated_at,
         }
         if row.kind == "projection":
-            described["projections"].append({**entry, "events_applied": row.events_applied})
+            halted = (
+                None
+                if row.halted_at is None
+                else {
+                    "at": row.halted_at,
+                    "reason": row.halted_reason,
+                    "position": row.halted_position,
+                }
+            )
+            described["projections"].append(
+                {**entry, "events_applied": row.events_applied, "halted": halted}
+            )
         else:
             described["relays"].append({**entry, "broker_resets": row.republished})
     return described
