@@ -324,6 +324,39 @@ async def test_an_idempotency_key_makes_a_retry_change_nothing(
     assert await event_count(registry) == before
 
 
+@pytest.mark.parametrize(
+    "changed",
+    ["body", "model", "route", "caller"],
+)
+async def test_an_idempotency_key_used_for_another_request_is_refused_naming_it(
+    api: httpx.AsyncClient, registry: Registry, changed: str
+) -> None:
+    name, other = await new_model(api), await new_model(api)
+    key = str(uuid4())
+    headers = {"Idempotency-Key": key, "X-Registrar-Actor": "ci"}
+    first = await api.post(
+        f"/v1/models/{name}/versions", json={"source": "s3://a"}, headers=headers
+    )
+    assert first.status_code == 201
+    before = await event_count(registry)
+    method, path, body = "POST", f"/v1/models/{name}/versions", {"source": "s3://a"}
+    if changed == "body":
+        body = {"source": "s3://b"}
+    elif changed == "model":
+        path = f"/v1/models/{other}/versions"
+    elif changed == "route":
+        method, path, body = "PUT", f"/v1/models/{name}/tags/team", {"value": "x"}
+    else:
+        headers = {**headers, "X-Registrar-Actor": "someone-else"}
+
+    reused = await api.request(method, path, json=body, headers=headers)
+
+    assert reused.status_code == 422, reused.text
+    assert reused.json()["error"]["code"] == "idempotency_key_reused"
+    assert key in reused.json()["error"]["message"]
+    assert await event_count(registry) == before
+
+
 async def test_events_record_the_actor_and_correlation_id(
     api: httpx.AsyncClient, registry: Registry
 ) -> None:

@@ -60,11 +60,13 @@ def command_meta(request: Request) -> CommandMeta:
         role = Role.ADMIN
     if not actor or len(actor) > 256:
         raise HTTPException(422, f"header {ACTOR_HEADER}: 1 to 256 characters")
+    key = _uuid_header(request, IDEMPOTENCY_HEADER)
     return CommandMeta(
         actor=actor,
-        command_id=_uuid_header(request, IDEMPOTENCY_HEADER) or uuid7(),
+        command_id=key or uuid7(),
         correlation_id=_uuid_header(request, CORRELATION_HEADER),
         role=role,
+        chosen_by_caller=key is not None,
     )
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
 import random
 from collections import OrderedDict
@@ -14,6 +15,7 @@ from datetime import UTC, datetime
 from uuid import UUID
 
 from registrar.commands.promotion_policies import PromotionPolicies
+from registrar.contracts.codec import canonical
 from registrar.contracts.commands import (
     REQUEST_COMMANDS,
     Command,
@@ -46,10 +48,12 @@ from registrar.domain.state import (
 )
 from registrar.store.event_store import (
     ConcurrencyConflict,
+    EventIdsTaken,
     NameChange,
     NameTaken,
     NewEvent,
     PostgresEventStore,
+    RequestKey,
     Snapshot,
     StreamHead,
 )
@@ -84,6 +88,20 @@ class LoadedStream:
         )
 
 
+class IdempotencyKeyReused(Invalid):
+    """A caller-chosen command id sent again with a different request."""
+
+    code = "idempotency_key_reused"
+
+
+def _reused_message(key: UUID) -> str:
+    return (
+        f"Idempotency-Key {key} was used before for a different request (another model,"
+        " command, body or caller): send a new key for a new request, and the same key only to"
+        " retry the same request"
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class CommandMeta:
     """Who asks, and the ids that tie the resulting events to the request."""
@@ -93,6 +111,9 @@ class CommandMeta:
     correlation_id: UUID | None = None
     role: Role = Role.ADMIN
     """The caller's role (from its token; admin when authentication is off, as in MLflow)."""
+    chosen_by_caller: bool = False
+    """The command id is the caller's (an Idempotency-Key): used again, it must be for the same
+    request, or it is refused."""
 
     def part(self, index: int) -> CommandMeta:
         """The meta of the `index`-th command of a request that makes several (still idempotent)."""
@@ -100,8 +121,19 @@ class CommandMeta:
             return self
         command_id = derived_event_id(self.command_id, 1_000_000 + index)
         return CommandMeta(
-            self.actor, command_id, self.correlation_id or self.command_id, self.role
+            self.actor,
+            command_id,
+            self.correlation_id or self.command_id,
+            self.role,
+            self.chosen_by_caller,
         )
+
+    def request_key(self, command: Command) -> RequestKey | None:
+        """The caller's key and a fingerprint of what it asks (who, and the whole command)."""
+        if not self.chosen_by_caller:
+            return None
+        asked = {"actor": self.actor, "command": command.model_dump(mode="json")}
+        return RequestKey(self.command_id, hashlib.sha256(canonical(asked)).hexdigest())
 
 
 @dataclass(frozen=True, slots=True)
@@ -242,21 +274,29 @@ class CommandHandler:
                     continue
                 prior = await self.store.events_caused_by(meta.command_id)
                 if prior:
-                    return await self._replayed(command, loaded, prior)
+                    return await self._replayed(command, meta, loaded, prior)
                 raise
             if not decided:
                 if not verified:
                     continue
                 prior = await self.store.events_caused_by(meta.command_id)
                 return (
-                    await self._replayed(command, loaded, prior) if prior else Outcome(loaded, [])
+                    await self._replayed(command, meta, loaded, prior)
+                    if prior
+                    else Outcome(loaded, [])
                 )
             at = self.clock()  # one instant per decision: its events happened together
             new_events = [self._new_event(i, event, meta, at) for i, event in enumerate(decided)]
             try:
                 appended = await self.store.append(
-                    loaded.stream_id, loaded.head, new_events, _name_change(decided)
+                    loaded.stream_id,
+                    loaded.head,
+                    new_events,
+                    _name_change(decided),
+                    meta.request_key(command),
                 )
+            except EventIdsTaken:
+                raise IdempotencyKeyReused(_reused_message(meta.command_id)) from None
             except (ConcurrencyConflict, NameTaken):
                 # Someone else wrote first: pause a little (so concurrent writers in other
                 # processes spread out), then read what they wrote and decide again.
@@ -264,7 +304,7 @@ class CommandHandler:
                 await asyncio.sleep(random.uniform(0, min(0.1, 0.002 * 2**conflicts)))
                 continue
             if not _continues(loaded, new_events, appended):
-                return await self._replayed(command, loaded, appended)
+                return await self._replayed(command, meta, loaded, appended)
             after = loaded.folded(appended)
             self._remember(after)
             await self._snapshot_if_due(loaded.version, after)
@@ -277,10 +317,16 @@ class CommandHandler:
         )
 
     async def _replayed(
-        self, command: Command, loaded: LoadedStream, prior: list[Envelope]
+        self, command: Command, meta: CommandMeta, loaded: LoadedStream, prior: list[Envelope]
     ) -> Outcome:
         """A command handled before (same command id): answer with what it did then, and the
-        stream as it is now; decide nothing again."""
+        stream as it is now; decide nothing again. A caller's key used before for another
+        request is refused: answering the first request's result would hide the mistake."""
+        asked = meta.request_key(command)
+        if asked is not None:
+            first = await self.store.request_hash_of(asked.key)
+            if first is not None and first != asked.request_hash:
+                raise IdempotencyKeyReused(_reused_message(asked.key))
         current = await self.load(command.name) if loaded.state is not None else None
         return Outcome(current or await self.load_stream(prior[0].stream_id), prior)
 

@@ -21,6 +21,11 @@ class ConcurrencyConflict(Exception):
     """Another writer appended to the stream since it was loaded: reload, decide again, retry."""
 
 
+class EventIdsTaken(Exception):
+    """The ids of the events to append belong to another stream's events (their command id,
+    from which they derive, was used for a command on another model)."""
+
+
 class NameTaken(Exception):
     """The name is, or once was, held by a model stream."""
 
@@ -61,6 +66,15 @@ class NewEvent:
     causation_id: UUID | None = None
     correlation_id: UUID | None = None
     schema_version: int = 1
+
+
+@dataclass(frozen=True, slots=True)
+class RequestKey:
+    """A command id the caller chose (an Idempotency-Key), and a fingerprint of the request it
+    was first used for."""
+
+    key: UUID
+    request_hash: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,25 +125,42 @@ _INSERT_EVENTS = """
 """
 # Each append is ONE statement, so it is atomic without BEGIN/COMMIT round trips: the events,
 # and for RegisterModel / RenameModel the name claim (a unique violation undoes the events too).
-_APPEND = (
-    f"WITH inserted AS ({_INSERT_EVENTS})"
-    " SELECT position, event_id, transaction_id::text::bigint AS transaction_id FROM inserted"
-)
-_APPEND_WITH_NAMES = (
-    f"WITH inserted AS ({_INSERT_EVENTS}),"
+_NAME_CHANGE = (
     " moment AS (SELECT min(recorded_at) AS instant FROM inserted),"
     " claimed AS (INSERT INTO model_names (name, stream_id, is_current, claimed_at)"
-    "   SELECT $16, $13, true, moment.instant FROM moment"
-    "   WHERE $16::text IS NOT NULL AND EXISTS (SELECT 1 FROM inserted)"
+    "   SELECT ${claim}, $13, true, moment.instant FROM moment"
+    "   WHERE ${claim}::text IS NOT NULL AND EXISTS (SELECT 1 FROM inserted)"
     "   ON CONFLICT (name, stream_id) DO UPDATE"
     "   SET is_current = true, claimed_at = excluded.claimed_at, released_at = NULL"
     "   RETURNING name),"
     " retired AS (UPDATE model_names SET is_current = false,"
     "   released_at = coalesce(released_at, (SELECT instant FROM moment))"
-    "   WHERE stream_id = $13 AND (name = $17 OR ($18::boolean AND is_current))"
-    "   AND name IS DISTINCT FROM $16 AND EXISTS (SELECT 1 FROM inserted) RETURNING name)"
-    " SELECT position, event_id, transaction_id::text::bigint AS transaction_id FROM inserted"
+    "   WHERE stream_id = $13 AND (name = ${retire} OR (${release_all}::boolean AND is_current))"
+    "   AND name IS DISTINCT FROM ${claim} AND EXISTS (SELECT 1 FROM inserted) RETURNING name),"
 )
+_REQUEST_KEY = (
+    " keyed AS (INSERT INTO idempotency_keys (key, request_hash)"
+    "   SELECT ${key}, ${request_hash} WHERE EXISTS (SELECT 1 FROM inserted)"
+    "   ON CONFLICT (key) DO NOTHING),"
+)
+
+
+def _append_statement(names: bool, keyed: bool) -> str:
+    """The append: the events, and in the same statement any name change and request key."""
+    parts, number = [f"WITH inserted AS ({_INSERT_EVENTS}),"], 16
+    if names:
+        parts.append(_NAME_CHANGE.format(claim=number, retire=number + 1, release_all=number + 2))
+        number += 3
+    if keyed:
+        parts.append(_REQUEST_KEY.format(key=number, request_hash=number + 1))
+    parts[-1] = parts[-1].removesuffix(",")
+    parts.append(
+        " SELECT position, event_id, transaction_id::text::bigint AS transaction_id FROM inserted"
+    )
+    return "".join(parts)
+
+
+_APPEND = {(n, k): _append_statement(n, k) for n in (False, True) for k in (False, True)}
 _SELECT_BY_IDS = f"SELECT {_COLUMNS} FROM events WHERE event_id = ANY($1::uuid[]) ORDER BY position"
 _SELECT_BY_CAUSE = f"SELECT {_COLUMNS} FROM events WHERE causation_id = $1 ORDER BY position"
 _READ_STREAM = (
@@ -282,8 +313,10 @@ class PostgresEventStore:
         expected: StreamHead,
         events: Sequence[NewEvent],
         names: NameChange | None = None,
+        request: RequestKey | None = None,
     ) -> list[Envelope]:
-        """Append `events` after `expected`, atomically, with any name change.
+        """Append `events` after `expected`, atomically, with any name change and the request
+        key (a caller-chosen command id) they answer.
 
         Raises ConcurrencyConflict if the stream moved on, NameTaken if the claimed name is held.
         Appending events whose ids are already stored writes nothing and returns the stored ones.
@@ -308,10 +341,11 @@ class PostgresEventStore:
             expected.version,
             expected.hash,
         ]
-        statement = _APPEND
+        statement = _APPEND[names is not None, request is not None]
         if names is not None:
-            statement = _APPEND_WITH_NAMES
             args += [names.claim, names.retire, names.release_all]
+        if request is not None:
+            args += [request.key, request.request_hash]
         async with self._driver() as conn:
             try:
                 inserted = await conn.fetch(statement, *args)
@@ -357,11 +391,18 @@ class PostgresEventStore:
             rows = await conn.fetch(_SELECT_BY_CAUSE, cause)
         stored = [envelope_from_row(row) for row in rows]
         if any(e.stream_id != stream_id for e in stored):
-            raise ValueError(
+            raise EventIdsTaken(
                 "the event ids of this append belong to another stream's events: was a command id"
                 " (Idempotency-Key) reused for a different command?"
             )
         return stored
+
+    async def request_hash_of(self, key: UUID) -> str | None:
+        """The fingerprint of the request a caller-chosen command id was first used for."""
+        async with self._driver() as conn:
+            return await conn.fetchval(  # type: ignore[no-any-return]
+                "SELECT request_hash FROM idempotency_keys WHERE key = $1", key
+            )
 
     async def events_caused_by(self, command_id: UUID) -> list[Envelope]:
         """The events a command appended (their causation id), in order; [] if it appended none."""
