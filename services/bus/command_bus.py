@@ -265,4 +265,4 @@ def attach_command_bus(
         ack_policy=AckPolicy.MANUAL,
         decoder=raw_body,
         title="commands",
-    )(acknowledged_after(answer_command, log))
+    )(acknowledged_after(answer_command, log, broker))

@@ -15,6 +15,7 @@ from faststream.kafka.annotations import KafkaMessage
 from faststream.message import StreamMessage
 from pydantic import ValidationError
 
+from registrar.contracts.codec import dumps
 from registrar.contracts.topics import DEADLETTER
 
 log = logging.getLogger("registrar.inbound")
@@ -22,6 +23,14 @@ log = logging.getLogger("registrar.inbound")
 MAX_REASON_LENGTH = 4000
 """Why a message is refused is cut to this many characters (a dead letter's `error` header, an
 invalid command's result)."""
+MAX_INBOUND_BYTES = 1_000_000
+"""The largest message Registrar reads (a TrainingCompleted, a CommandMessage); a larger one is
+dead-lettered unread."""
+MAX_DEAD_LETTER_BYTES = 256 * 1024
+"""A dead letter's value larger than this (brokers refuse messages over about 1 MB) is replaced
+by a summary that fits: size, and an excerpt of the start."""
+EXCERPT_BYTES = 1024
+MAX_DEAD_LETTER_KEY = 1024
 
 
 def raw_body(message: StreamMessage[Any]) -> bytes:
@@ -45,19 +54,29 @@ def retry_delay(failures: int, first: float = 1.0) -> float:
 def acknowledged_after(
     work: Callable[[bytes, ConsumerRecord[Any, Any]], Awaitable[None]],
     logger: logging.Logger,
+    broker: KafkaBroker,
     first_retry_delay: float = 1.0,
+    max_bytes: int | None = MAX_INBOUND_BYTES,
 ) -> Callable[[bytes, KafkaMessage], Awaitable[None]]:
     """A handler for a subscriber with AckPolicy.MANUAL that acknowledges each message once `work`
     is done with it. If `work` fails, it seeks back to the message (an offset commit covers every
     message before it, so a later acknowledgement must not pass a failed one) and, after a pause,
-    reads it again."""
+    reads it again. A message over `max_bytes` is dead-lettered without being read (None: the
+    relay's own events, which must all be read)."""
     failures = 0
 
     async def handle(body: bytes, msg: KafkaMessage) -> None:
         nonlocal failures
         record: ConsumerRecord[Any, Any] = msg.raw_message
         try:
-            await work(body, record)
+            if max_bytes is not None and len(body) > max_bytes:
+                reason = (
+                    f"the message holds {len(body):,} bytes; Registrar reads messages of at most"
+                    f" {max_bytes:,}"
+                )
+                await dead_letter(broker, record, reason, "too_large")
+            else:
+                await work(body, record)
         except Exception:
             failures += 1
             logger.exception(
@@ -80,12 +99,13 @@ def acknowledged_after(
 async def dead_letter(
     broker: KafkaBroker, record: ConsumerRecord[Any, Any], reason: str, code: str = "invalid"
 ) -> None:
-    """Park an inbound message that cannot be used on registrar.deadletter, unchanged, with the
-    reason (header `error`, and `error-code`) and its origin (`source-topic`,
-    `source-partition`, `source-offset`)."""
+    """Park an inbound message that cannot be used on registrar.deadletter with the reason
+    (header `error`, and `error-code`) and its origin (`source-topic`, `source-partition`,
+    `source-offset`): unchanged if it fits, else as a summary that does (header `truncated`)."""
     log.warning(
         "dead-lettering %s[%d]@%d: %s", record.topic, record.partition, record.offset, reason
     )
+    value: bytes = record.value or b""
     headers = {
         "error": reason[:MAX_REASON_LENGTH],
         "error-code": code,
@@ -93,4 +113,17 @@ async def dead_letter(
         "source-partition": str(record.partition),
         "source-offset": str(record.offset),
     }
-    await broker.publish(record.value or b"", DEADLETTER.name, key=record.key, headers=headers)
+    if len(value) > MAX_DEAD_LETTER_BYTES:
+        headers["truncated"] = "true"
+        value = dumps(
+            {
+                "reason": reason[:MAX_REASON_LENGTH],
+                "topic": record.topic,
+                "partition": record.partition,
+                "offset": record.offset,
+                "size": len(value),
+                "excerpt": value[:EXCERPT_BYTES].decode("utf-8", "replace"),
+            }
+        )
+    key = record.key[:MAX_DEAD_LETTER_KEY] if record.key else record.key
+    await broker.publish(value, DEADLETTER.name, key=key, headers=headers)

@@ -140,4 +140,4 @@ def attach_promotions(
         ack_policy=AckPolicy.MANUAL,
         decoder=raw_body,
         title="promotions",
-    )(acknowledged_after(promote, log))
+    )(acknowledged_after(promote, log, broker, max_bytes=None))

@@ -216,7 +216,7 @@ def attach_training_ingest(
         # started must be recorded too.
         auto_offset_reset="earliest",
         decoder=raw_body,
-    )(acknowledged_after(on_training_completed, log, retry_delay_seconds))
+    )(acknowledged_after(on_training_completed, log, broker, retry_delay_seconds))
 
 
 async def _ingest_or_refusal(

@@ -289,3 +289,43 @@ async def test_a_database_outage_is_not_acknowledged_but_retried(
     after = await send.command(SetModelTag(name=name, key="k", value="v"))
     await result_of(results, after)
     assert len(results_for(results, message.command_id)) == 1
+
+
+@pytest.mark.parametrize("size", [300_000, 5_000_000], ids=["over the dead-letter size", "5 MB"])
+async def test_an_oversized_message_is_dead_lettered_in_a_form_that_fits_and_the_partition_moves_on(
+    registry: Registry,
+    results: TopicLog,
+    dead_letters: TopicLog,
+    kafka_bootstrap: str,
+    size: int,
+) -> None:
+    big_producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap, max_request_size=8_000_000)
+    await big_producer.start()
+    try:
+        send = Sender(big_producer)
+        marker = uuid4().hex
+        huge = dumps(
+            {
+                "command_id": str(uuid4()),
+                "actor": "alice",
+                "command": {"type": "RegisterModel", "name": marker, "description": "x" * size},
+            }
+        )
+        await send.raw(huge)
+        after = await send.command(RegisterModel(name=unique("after-huge")))
+        assert (await result_of(results, after))["ok"] is True
+    finally:
+        await big_producer.stop()
+
+    def parked(records: list[Any]) -> list[Any]:
+        return [r for r in records if marker.encode() in (r.value or b"")]
+
+    await dead_letters.wait_for(lambda records: bool(parked(records)))
+    (record,) = parked(dead_letters.records)
+    headers = {key: bytes(value).decode() for key, value in record.headers}
+    assert headers["truncated"] == "true" and headers["source-topic"] == REGISTRY_COMMANDS.name
+    assert len(record.value) < 16_000
+    summary = loads(record.value)
+    assert summary["size"] == len(huge) and summary["excerpt"].startswith('{"command_id"')
+    code = "too_large" if len(huge) > 1_000_000 else "invalid"
+    assert headers["error-code"] == code
