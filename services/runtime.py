@@ -26,6 +26,10 @@ from registrar.registry import Registry
 
 log = logging.getLogger("registrar.runtime")
 
+STOP_SECONDS = 3.0
+"""How long a stop waits for each part (requests in flight, Kafka clients leaving their groups)
+before it goes on without them."""
+
 PROJECTIONS = (*READ_MODELS, "promotions")
 """The projector services `registrar project` can run (all of them by default): every read model,
 and the promotions publisher."""
@@ -151,6 +155,9 @@ async def run(
                 log_level=logging.getLogger().level,
                 access_log=False,
                 http="httptools",  # the C parser: h11's pure-Python one cost ~15% of a request
+                # A stop waits this long for requests in flight, not for idle keep-alive
+                # clients to hang up: Ctrl-C must stop the whole system within seconds.
+                timeout_graceful_shutdown=STOP_SECONDS,
             )
             process.server = _Server(config)
             serving = asyncio.create_task(process.server.serve(), name="api")
@@ -170,7 +177,9 @@ async def run(
         for task in reversed(process.tasks):
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-        await asyncio.gather(*(stop_within(kafka, seconds=10) for kafka in process.consumers))
+        await asyncio.gather(
+            *(stop_within(kafka, seconds=STOP_SECONDS) for kafka in process.consumers)
+        )
         await access.aclose()
         await registry.close()
 

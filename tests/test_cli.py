@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 import subprocess
+import time
 from pathlib import Path
 
 import httpx
+import psutil
 from conftest import create_database, drop_database
 from registrar_process import BIN, registrar_env, running_registrar
 
@@ -116,3 +118,47 @@ def test_contracts_export_writes_a_json_schema_per_contract(tmp_path: Path) -> N
     )
     register = json.loads((tmp_path / "schemas" / "RegisterVersion.schema.json").read_text())
     assert register["required"] == ["name", "source"]
+
+
+def _postmaster_pid(pgdata: Path) -> int | None:
+    pid_file = pgdata / "postmaster.pid"
+    return int(pid_file.read_text().split()[0]) if pid_file.exists() else None
+
+
+def _gone(pid: int, within: float = 30) -> bool:
+    """Whether `pid` has stopped running (a zombie counts as stopped) within `within` seconds."""
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        try:
+            if psutil.Process(pid).status() == psutil.STATUS_ZOMBIE:
+                return True
+        except psutil.NoSuchProcess:
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def test_a_killed_up_leaves_no_server_behind_and_the_next_up_starts_and_stops_cleanly(
+    tmp_path: Path,
+) -> None:
+    env = registrar_env(REGISTRAR_HOME=str(tmp_path / "home"))
+    pgdata = tmp_path / "home" / "postgres"
+    with running_registrar("up", "--port", "0", env=env, cwd=tmp_path) as (url, _):
+        assert httpx.post(f"{url}/v1/models", json={"name": "survives"}).status_code == 201
+        up = next(
+            p
+            for p in psutil.process_iter(["cmdline"])
+            if p.info["cmdline"][-3:] == ["up", "--port", "0"]
+        )
+        broker = next(p for p in up.children() if "tansu" in " ".join(p.cmdline()))
+        postmaster = _postmaster_pid(pgdata)
+        assert postmaster is not None
+        up.kill()  # SIGKILL: no clean-up of its own
+        assert _gone(postmaster), "the embedded PostgreSQL outlived a killed `registrar up`"
+        assert _gone(broker.pid), "the embedded broker outlived a killed `registrar up`"
+
+    with running_registrar("up", "--port", "0", env=env, cwd=tmp_path) as (url, lines):
+        assert httpx.get(f"{url}/v1/models/survives").status_code == 200
+        postmaster = _postmaster_pid(pgdata)
+    assert lines[-1] == "[exit code 0]\n"
+    assert postmaster is not None and _gone(postmaster), "a clean stop left PostgreSQL running"

@@ -29,6 +29,7 @@ def _run_roles(
     from registrar.contracts.values import Role
     from registrar.runtime import Process, run
     from registrar.store.database import resolve_database
+    from registrar.watchdog import start_watchdog
 
     try:
         mode = auth_mode(settings.auth, auth, host)
@@ -66,6 +67,12 @@ def _run_roles(
         if standalone
         else (settings.kafka_bootstrap, None)
     )
+    if embedded_pg is not None or embedded_kafka is not None:
+        start_watchdog(
+            embedded_pg.pgdata if embedded_pg is not None else None,
+            embedded_pg.system_user if embedded_pg is not None else None,
+            [embedded_kafka.process.pid] if embedded_kafka and embedded_kafka.process else [],
+        )
     started: list[Process] = []
 
     def announce(process: Process) -> None:

