@@ -14,9 +14,9 @@ from registrar.access.administration import AccessAdministration, Stored
 from registrar.access.guard import AccessGuard
 from registrar.access.principal import PRINCIPAL_SCOPE_KEY, Principal
 from registrar.access.rules import MAX_LABEL_LENGTH
-from registrar.api.bodies import Body
 from registrar.api.context import command_meta, registry_of
 from registrar.api.responses import JSON, with_position
+from registrar.contracts.api import Body, Whoami
 from registrar.contracts.values import ModelName, Role
 
 router = APIRouter(tags=["access"])
@@ -164,7 +164,11 @@ async def revoke_grant(
     return _answer(stored)
 
 
-@router.get("/v1/whoami", summary="The caller: user and role (admin when authentication is off)")
+@router.get(
+    "/v1/whoami",
+    response_model=Whoami,
+    summary="The caller: user and role (admin when authentication is off)",
+)
 async def whoami(request: Request) -> JSON:
     principal: Principal | None = request.scope.get(PRINCIPAL_SCOPE_KEY)
     meta = command_meta(request)

@@ -10,7 +10,6 @@ from fastapi import APIRouter, HTTPException, Path, Query, Request
 from pydantic import Field, model_validator
 from sqlalchemy import text
 
-from registrar.api.bodies import Body
 from registrar.api.context import command_meta, handle, registry_of
 from registrar.api.model_routes import NamePath
 from registrar.api.queries import MinPosition, PageSize, PageToken
@@ -18,6 +17,8 @@ from registrar.api.responses import JSON, with_position
 from registrar.api.version_routes import VersionPath
 from registrar.commands.command_handler import Outcome
 from registrar.commands.promotion_policies import PolicyStream
+from registrar.contracts.api import Body
+from registrar.contracts.api_answers import PolicyOut, RequestPage, TransitionRequestOut
 from registrar.contracts.commands import (
     ApproveTransition,
     CancelTransition,
@@ -89,6 +90,7 @@ async def _answer(
 @router.post(
     "/v1/models/{name}/versions/{version}/transition-requests",
     status_code=201,
+    response_model=TransitionRequestOut,
     summary="Request a move to a stage or of an alias: applied at once if nothing is missing",
 )
 async def request_transition(
@@ -124,7 +126,11 @@ async def _model_of_request(registry: Registry, request_id: str) -> ModelState:
     return loaded.state
 
 
-@router.get("/v1/transition-requests/{request_id}", summary="A request (strongly consistent)")
+@router.get(
+    "/v1/transition-requests/{request_id}",
+    response_model=TransitionRequestOut,
+    summary="A request (strongly consistent)",
+)
 async def get_request(request_id: RequestIdPath, request: Request) -> JSON:
     registry = registry_of(request)
     model = await _model_of_request(registry, request_id)
@@ -141,6 +147,7 @@ async def _decide(request: Request, request_id: str, body: CommentBody, kind: ty
 
 @router.post(
     "/v1/transition-requests/{request_id}/approve",
+    response_model=TransitionRequestOut,
     summary="Approve: the last approval needed applies the move (if the gates pass)",
 )
 async def approve(
@@ -149,21 +156,33 @@ async def approve(
     return await _decide(request, request_id, body, ApproveTransition)
 
 
-@router.post("/v1/transition-requests/{request_id}/reject", summary="Reject (closes it)")
+@router.post(
+    "/v1/transition-requests/{request_id}/reject",
+    response_model=TransitionRequestOut,
+    summary="Reject (closes it)",
+)
 async def reject(
     request_id: RequestIdPath, request: Request, body: CommentBody = _NO_COMMENT
 ) -> JSON:
     return await _decide(request, request_id, body, RejectTransition)
 
 
-@router.post("/v1/transition-requests/{request_id}/cancel", summary="Cancel (the requester)")
+@router.post(
+    "/v1/transition-requests/{request_id}/cancel",
+    response_model=TransitionRequestOut,
+    summary="Cancel (the requester)",
+)
 async def cancel(
     request_id: RequestIdPath, request: Request, body: CommentBody = _NO_COMMENT
 ) -> JSON:
     return await _decide(request, request_id, body, CancelTransition)
 
 
-@router.get("/v1/approvals", summary="Transition requests, oldest first, e.g. ?state=pending")
+@router.get(
+    "/v1/approvals",
+    response_model=RequestPage,
+    summary="Transition requests, oldest first, e.g. ?state=pending",
+)
 async def list_approvals(
     request: Request,
     state: Annotated[str | None, Query(pattern="^(pending|applied|rejected|cancelled)$")] = None,
@@ -197,13 +216,18 @@ def _policy_view(stream: PolicyStream) -> dict[str, Any]:
     }
 
 
-@router.get("/v1/policies", summary="The promotion policy in force (version 0: none)")
+@router.get(
+    "/v1/policies",
+    response_model=PolicyOut,
+    summary="The promotion policy in force (version 0: none)",
+)
 async def get_policies(request: Request) -> JSON:
     return JSON(_policy_view(await registry_of(request).commands.policies.load()))
 
 
 @router.put(
     "/v1/policies",
+    response_model=PolicyOut,
     summary="Apply a promotion policy (admins only); it replaces the one in force",
 )
 async def put_policies(body: PolicyDocument, request: Request) -> JSON:

@@ -12,6 +12,7 @@ from registrar.api.context import registry_of
 from registrar.api.queries import MinPosition, PageSize, PageToken
 from registrar.api.read_model_wait import wait_for_read_model
 from registrar.api.responses import JSON
+from registrar.contracts.api_answers import AuditPage
 from registrar.projections.audit_trail import (
     APPLIED,
     EXPORT_FORMATS,
@@ -82,6 +83,7 @@ def _export(
 
 @router.get(
     "/v1/audit",
+    response_model=AuditPage,
     summary="The audit trail: one row per event and refused attempt, in position order",
 )
 async def audit(

@@ -15,6 +15,7 @@ from registrar.api.context import registry_of
 from registrar.api.queries import MinPosition
 from registrar.api.read_model_wait import wait_for_read_model
 from registrar.api.responses import JSON
+from registrar.contracts.api_answers import AliasesAt, StageHolder, StagesAt, Timeline
 from registrar.contracts.values import StageName
 from registrar.domain.errors import NotFound
 from registrar.projections.stage_history import (
@@ -75,6 +76,7 @@ async def _as_of(
 
 @router.get(
     "/v1/models/{name}/stages",
+    response_model=StagesAt,
     summary='A model\'s versions in each stage at `as_of`: {"Production": ["3"], ...}',
 )
 async def model_stages(
@@ -85,6 +87,7 @@ async def model_stages(
 
 @router.get(
     "/v1/models/{name}/aliases",
+    response_model=AliasesAt,
     summary='A model\'s aliases at `as_of` and the version each named: {"champion": "3"}',
 )
 async def model_aliases(
@@ -95,6 +98,7 @@ async def model_aliases(
 
 @router.get(
     "/v1/models/{name}/versions/{version}/timeline",
+    response_model=Timeline,
     summary="A version's stages and aliases over time, each with its validity interval",
 )
 async def timeline(
@@ -114,6 +118,7 @@ async def timeline(
 
 @router.get(
     "/v1/stages/{stage}",
+    response_model=list[StageHolder],
     summary="Every model's versions in `stage` at `as_of`, with the time each entered it",
 )
 async def stage_holders(

@@ -12,6 +12,7 @@ from registrar.api.context import registry_of
 from registrar.api.queries import MinPosition
 from registrar.api.read_model_wait import wait_for_read_model
 from registrar.api.responses import JSON
+from registrar.contracts.api_answers import Impact, LineageGraph
 from registrar.projections.lineage import (
     MAX_DEPTH,
     MAX_EDGES,
@@ -51,6 +52,7 @@ _APPLIED = text(
 
 @router.get(
     "/v1/lineage",
+    response_model=LineageGraph,
     summary="A node's lineage: the nodes and edges within `depth` edges up and/or downstream",
 )
 async def lineage(
@@ -77,6 +79,7 @@ async def lineage(
 
 @router.get(
     "/v1/lineage/impact",
+    response_model=Impact,
     summary="Every version descending from a node, and which are in Production or hold an alias",
 )
 async def lineage_impact(request: Request, node: NodeId, min_position: MinPosition = None) -> JSON:

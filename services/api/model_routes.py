@@ -6,16 +6,6 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, Request
 
-from registrar.api.bodies import (
-    AliasBody,
-    CreateModel,
-    Deleted,
-    ModelOut,
-    ModelPage,
-    TagValueBody,
-    UpdateModel,
-    VersionOut,
-)
 from registrar.api.context import handle, registry_of
 from registrar.api.queries import (
     MinPosition,
@@ -27,6 +17,16 @@ from registrar.api.queries import (
 )
 from registrar.api.responses import JSON, with_position
 from registrar.commands.command_handler import Outcome
+from registrar.contracts.api import (
+    AliasBody,
+    CreateModel,
+    Deleted,
+    ModelOut,
+    ModelPage,
+    TagValueBody,
+    UpdateModel,
+    VersionOut,
+)
 from registrar.contracts.commands import (
     DeleteAlias,
     DeleteModel,

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi.responses import Response
+from fastapi.responses import JSONResponse
 
 from registrar.contracts.codec import dumps
 
 
-class JSON(Response):
-    media_type = "application/json"
-
+class JSON(JSONResponse):
+    # A JSONResponse (not a bare Response), so that /openapi.json shows each route's
+    # response_model: FastAPI documents response bodies only for JSONResponse classes.
     def render(self, content: Any) -> bytes:
         return dumps(content)
 

@@ -3,18 +3,16 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Request
-from pydantic import BaseModel
 
 from registrar.access.principal import Principal
-from registrar.api.bodies import VersionOut
 from registrar.api.context import command_meta, registry_of
 from registrar.api.responses import JSON, with_position
 from registrar.bus.training_ingest import ingest, load_run
-from registrar.contracts.training import TrainingCompleted, TrainingRun
+from registrar.contracts.api import IngestOut, RunWithVersions
+from registrar.contracts.training import TrainingCompleted
 from registrar.domain.errors import NotFound
 from registrar.domain.runs import RunState
 from registrar.projections.current_state import version_view
@@ -22,21 +20,6 @@ from registrar.projections.current_state import version_view
 router = APIRouter(tags=["runs"])
 
 RunIdPath = Annotated[str, Path(description="The training run's id, as its producer gave it")]
-
-
-class RunOut(TrainingRun):
-    recorded_at: datetime
-
-
-class IngestOut(BaseModel):
-    run: RunOut
-    version: VersionOut | None
-    position: int
-
-
-class RunWithVersions(BaseModel):
-    run: RunOut
-    versions: list[VersionOut]
 
 
 def run_view(state: RunState) -> dict[str, Any]:

@@ -7,15 +7,6 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, Request
 
-from registrar.api.bodies import (
-    CreateVersion,
-    Deleted,
-    StageBody,
-    TagValueBody,
-    UpdateVersion,
-    VersionOut,
-    VersionPage,
-)
 from registrar.api.context import handle, registry_of
 from registrar.api.model_routes import NamePath, current_model
 from registrar.api.queries import (
@@ -28,6 +19,15 @@ from registrar.api.queries import (
 )
 from registrar.api.responses import JSON, with_position
 from registrar.commands.command_handler import Outcome
+from registrar.contracts.api import (
+    CreateVersion,
+    Deleted,
+    StageBody,
+    TagValueBody,
+    UpdateVersion,
+    VersionOut,
+    VersionPage,
+)
 from registrar.contracts.commands import (
     DeleteVersion,
     DeleteVersionTag,

@@ -1,4 +1,9 @@
-"""Request and response bodies of the /v1 API, as pydantic models (they also make /openapi.json)."""
+"""The /v1 HTTP API's request and response bodies, as pydantic models: the server validates and
+documents (/openapi.json) with them, and the Python client (registrar.client) parses with them.
+
+Request bodies refuse unknown fields, as every contract does. Response bodies ignore them, so a
+server that adds a field does not break a client built before it. The answers of the approval,
+lineage, audit and history routes are in registrar.contracts.api_answers."""
 
 from __future__ import annotations
 
@@ -6,6 +11,7 @@ from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from registrar.contracts.training import TrainingRun
 from registrar.contracts.values import (
     DatasetRef,
     Description,
@@ -21,7 +27,18 @@ from registrar.contracts.values import (
 
 
 class Body(BaseModel):
+    """A request body: an unknown field is an error, named in the 422."""
+
     model_config = ConfigDict(extra="forbid")
+
+
+class Answer(BaseModel):
+    """A response body: fields this version does not know are ignored."""
+
+    model_config = ConfigDict(extra="ignore")
+
+
+# Requests ----------------------------------------------------------------------------------------
 
 
 class CreateModel(Body):
@@ -72,7 +89,12 @@ class AliasBody(Body):
     version: VersionNumber
 
 
-class ModelOut(BaseModel):
+# Responses ---------------------------------------------------------------------------------------
+
+_POSITION = "Global position of a command's event"
+
+
+class ModelOut(Answer):
     id: str
     name: str
     description: str
@@ -82,10 +104,10 @@ class ModelOut(BaseModel):
     created_at: datetime
     updated_at: datetime
     deleted: bool
-    position: int | None = Field(default=None, description="Global position of a command's event")
+    position: int | None = Field(default=None, description=_POSITION)
 
 
-class VersionOut(BaseModel):
+class VersionOut(Answer):
     model: str
     version: int
     source: str
@@ -104,19 +126,47 @@ class VersionOut(BaseModel):
     created_at: datetime
     updated_at: datetime
     deleted: bool
-    position: int | None = Field(default=None, description="Global position of a command's event")
+    position: int | None = Field(default=None, description=_POSITION)
 
 
-class ModelPage(BaseModel):
+class ModelPage(Answer):
     models: list[ModelOut]
     next_page_token: str | None
 
 
-class VersionPage(BaseModel):
+class VersionPage(Answer):
     versions: list[VersionOut]
     next_page_token: str | None
 
 
-class Deleted(BaseModel):
+class Deleted(Answer):
     deleted: bool
     position: int
+
+
+class RunOut(TrainingRun):
+    """A recorded training run: what its producer reported, and when Registrar recorded it."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    recorded_at: datetime
+
+
+class IngestOut(Answer):
+    run: RunOut
+    version: VersionOut | None
+    position: int
+
+
+class RunWithVersions(Answer):
+    run: RunOut
+    versions: list[VersionOut]
+
+
+class Whoami(Answer):
+    """The caller as access control sees it (admin, unauthenticated, when it is off)."""
+
+    user: str
+    role: str
+    authenticated: bool
+    token_id: str | None = None
