@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from registrar.contracts.training import TrainingRun
 from registrar.contracts.values import (
+    MAX_REFERENCES,
     DatasetRef,
     Description,
     Metrics,
@@ -20,14 +21,16 @@ from registrar.contracts.values import (
     Params,
     ParentRef,
     StageName,
+    StorableText,
     Tags,
     TagValue,
     VersionNumber,
 )
 
 
-class Body(BaseModel):
-    """A request body: an unknown field is an error, named in the 422."""
+class Body(StorableText):
+    """A request body: an unknown field is an error, named in the 422, and so is text that
+    cannot be stored (NUL, unpaired surrogates) or too much of it."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -65,8 +68,8 @@ class CreateVersion(Body):
     size: int | None = Field(default=None, ge=0, description="Artifact size in bytes")
     metrics: Metrics = Field(default_factory=dict)
     params: Params = Field(default_factory=dict)
-    datasets: list[DatasetRef] = Field(default_factory=list)
-    parents: list[ParentRef] = Field(default_factory=list)
+    datasets: list[DatasetRef] = Field(default_factory=list, max_length=MAX_REFERENCES)
+    parents: list[ParentRef] = Field(default_factory=list, max_length=MAX_REFERENCES)
     tags: Tags = Field(default_factory=dict)
     description: Description = ""
 

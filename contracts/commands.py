@@ -9,6 +9,7 @@ from pydantic import Field, model_validator
 
 from registrar.contracts.model_card import ModelCardPatch
 from registrar.contracts.values import (
+    MAX_REFERENCES,
     AliasName,
     DatasetRef,
     Description,
@@ -71,8 +72,8 @@ class RegisterVersion(Inbound):
     size: Annotated[int, Field(ge=0)] | None = None
     metrics: Metrics = Field(default_factory=dict)
     params: Params = Field(default_factory=dict)
-    datasets: list[DatasetRef] = Field(default_factory=list)
-    parents: list[ParentRef] = Field(default_factory=list)
+    datasets: list[DatasetRef] = Field(default_factory=list, max_length=MAX_REFERENCES)
+    parents: list[ParentRef] = Field(default_factory=list, max_length=MAX_REFERENCES)
     tags: Tags = Field(default_factory=dict)
     description: Description = ""
 

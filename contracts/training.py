@@ -16,6 +16,7 @@ from uuid import UUID
 from pydantic import AfterValidator, Field, model_validator
 
 from registrar.contracts.values import (
+    MAX_REFERENCES,
     DatasetRef,
     Frozen,
     Metrics,
@@ -76,7 +77,7 @@ class TrainingRun(Frozen):
     artifact: ArtifactRef
     metrics: Metrics = Field(default_factory=dict)
     params: Params = Field(default_factory=dict)
-    datasets: list[DatasetRef] = Field(default_factory=list)
+    datasets: list[DatasetRef] = Field(default_factory=list, max_length=MAX_REFERENCES)
     code: CodeRef | None = None
     framework: ShortText = ""
     started_at: UtcTime | None = None

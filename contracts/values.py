@@ -18,6 +18,19 @@ MAX_TAG_KEY_LENGTH = 250
 MAX_TAG_VALUE_LENGTH = 100_000
 MAX_ALIAS_LENGTH = 255
 MAX_DESCRIPTION_LENGTH = 100_000
+MAX_TAGS = 100
+"""Tags set by one request (a model or version may gather more, one request at a time)."""
+MAX_METRICS = 1_000
+MAX_PARAMS = 1_000
+MAX_PARAM_VALUE_LENGTH = 6_000
+"""As MLflow's MAX_PARAM_VAL_LENGTH."""
+MAX_REFERENCES = 100
+"""Datasets, or parents, named by one version."""
+MAX_REQUEST_TEXT = 1_000_000
+"""Characters of text (names, keys and values together) one request may hold, so that no single
+request writes an event of many megabytes."""
+_UNREACHABLE = (".", "..")
+"""Names that URLs cannot carry as a path segment: clients and proxies resolve them away."""
 
 _TAG_KEY = re.compile(r"^[/\w.\- :]+$")
 _ALIAS = re.compile(r"^[\w\-]+$")
@@ -31,6 +44,8 @@ def check_model_name(name: str) -> str:
         raise ValueError(f"a model name is at most {MAX_NAME_LENGTH} characters, got {len(name)}")
     if "/" in name or ":" in name:
         raise ValueError(f"a model name must not contain '/' or ':', got {name!r}")
+    if name in _UNREACHABLE:
+        raise ValueError(f"{name!r} cannot be a model name: URLs cannot address it")
     if any(unicodedata.category(char) in ("Cc", "Cf") for char in name):
         # Cc: control characters; Cf: invisible format characters (zero-width, bidi overrides)
         # that would let two different names look the same.
@@ -49,6 +64,8 @@ def check_tag_key(key: str) -> str:
         raise ValueError(
             f"tag key {key!r} is invalid: use letters, digits and _ - . / : or space, not empty"
         )
+    if key in _UNREACHABLE:
+        raise ValueError(f"{key!r} cannot be a tag key: URLs cannot address it")
     return key
 
 
@@ -73,14 +90,25 @@ def _check_tags(tags: dict[str, str]) -> dict[str, str]:
 ModelName = Annotated[str, AfterValidator(check_model_name)]
 TagKey = Annotated[str, AfterValidator(check_tag_key)]
 TagValue = Annotated[str, Field(max_length=MAX_TAG_VALUE_LENGTH)]
-Tags = Annotated[dict[str, TagValue], AfterValidator(_check_tags)]
+Tags = Annotated[
+    dict[str, TagValue], Field(max_length=MAX_TAGS), AfterValidator(_check_tags)
+]
 AliasName = Annotated[str, AfterValidator(check_alias)]
 Description = Annotated[str, Field(max_length=MAX_DESCRIPTION_LENGTH)]
 VersionNumber = Annotated[int, Field(ge=1)]
 MetricValue = Annotated[float, Field(allow_inf_nan=False)]
 """Finite: JSON has no NaN or infinity, and a metric a gate compares must be a number."""
-Metrics = dict[Annotated[str, Field(min_length=1, max_length=250)], MetricValue]
-Params = dict[Annotated[str, Field(min_length=1, max_length=250)], str]
+Metrics = Annotated[
+    dict[Annotated[str, Field(min_length=1, max_length=250)], MetricValue],
+    Field(max_length=MAX_METRICS),
+]
+Params = Annotated[
+    dict[
+        Annotated[str, Field(min_length=1, max_length=250)],
+        Annotated[str, Field(max_length=MAX_PARAM_VALUE_LENGTH)],
+    ],
+    Field(max_length=MAX_PARAMS),
+]
 
 
 class Stage(str, Enum):
@@ -135,27 +163,42 @@ characters (no UTF-8 encoding exists for them)."""
 
 def unstorable_text(value: Any) -> str | None:
     """Where `value` (a string, or any string, key or value nested in it) holds text that cannot
-    be stored, said in words; None if all of it can."""
+    be stored, said in words; None if all of it can. Too much text in all counts too."""
+    total = [0]
+    problem = _unstorable(value, total)
+    if problem is None and total[0] > MAX_REQUEST_TEXT:
+        return (
+            f"holds {total[0]:,} characters of text; one request may hold at most"
+            f" {MAX_REQUEST_TEXT:,} (names, keys and values together)"
+        )
+    return problem
+
+
+def _unstorable(value: Any, total: list[int]) -> str | None:
     match value:
         case str():
+            total[0] += len(value)
             found = _UNSTORABLE.search(value)
             if found is None:
                 return None
             what = "a NUL character" if found.group() == "\x00" else "an unpaired surrogate"
-            return f"holds {what} (U+{ord(found.group()):04X}) at character {found.start()}"
+            return (
+                f"holds {what} (U+{ord(found.group()):04X}) at character {found.start()}:"
+                " send text without NUL or unpaired surrogates"
+            )
         case BaseModel():
-            return unstorable_text(value.__dict__)
+            return _unstorable(value.__dict__, total)
         case dict():
             for key, item in value.items():
-                problem = unstorable_text(key)
+                problem = _unstorable(key, total)
                 if problem is not None:
                     return f"key {key!r} {problem}"
-                problem = unstorable_text(item)
+                problem = _unstorable(item, total)
                 if problem is not None:
                     return f"{key}: {problem}" if isinstance(key, str) else problem
         case list() | tuple():
             for index, item in enumerate(value):
-                problem = unstorable_text(item)
+                problem = _unstorable(item, total)
                 if problem is not None:
                     return f"[{index}]: {problem}"
     return None
@@ -170,7 +213,7 @@ class StorableText(BaseModel):
     def _text_is_storable(self) -> Self:
         problem = unstorable_text(self.__dict__)
         if problem is not None:
-            raise ValueError(f"{problem}: send text without NUL or unpaired surrogates")
+            raise ValueError(problem)
         return self
 
 

@@ -21,6 +21,7 @@ from registrar.api import (
     version_routes,
 )
 from registrar.api.auth import AccessControl
+from registrar.api.body_limit import BodyLimit
 from registrar.api.context import document_headers, registry_of
 from registrar.api.errors import install_error_handlers
 from registrar.api.mlflow import routes as mlflow_routes
@@ -71,6 +72,7 @@ def create_app(
     app.state.access_guard = guard
     if guard is not None:
         app.add_middleware(AccessControl, guard=guard)
+    app.add_middleware(BodyLimit)  # outermost: before anything reads the body
     app.include_router(admin_routes.router)
     app.include_router(model_routes.router)
     app.include_router(version_routes.router)
