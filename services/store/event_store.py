@@ -167,12 +167,27 @@ _READ_STREAM = (
     f"SELECT {_COLUMNS} FROM events WHERE stream_id = $1 AND stream_version > $2"
     " ORDER BY stream_version"
 )
-# Rows of transactions below the oldest still-running transaction (pg_snapshot_xmin) can no longer
-# change; anything committed later has a transaction id at or above it, so after our checkpoint.
+# Rows of transactions below the oldest transaction that may still write here can no longer change;
+# anything committed later has a transaction id at or above it, so after our checkpoint.
+# Transactions of other databases on the same server can write no event here, so they must not
+# hold the reader back (pg_snapshot_xmin alone would: a long report in another database stalled
+# every projection). Of the server's running transactions (the snapshot's xip), those holding the
+# lock on their own id from a session of another database are left out; any other, including one
+# that ended after the snapshot was taken (its rows are not visible to this statement), still
+# counts. The lookup runs only when some transaction is running at all.
+_HORIZON = (
+    "(SELECT CASE WHEN pg_snapshot_xmin(s) = pg_snapshot_xmax(s) THEN pg_snapshot_xmax(s)"
+    "  ELSE coalesce((SELECT min(x) FROM pg_snapshot_xip(s) x WHERE x::xid NOT IN ("
+    "    SELECT l.transactionid FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid"
+    "    WHERE l.locktype = 'transactionid' AND l.transactionid IS NOT NULL"
+    "      AND l.mode = 'ExclusiveLock'"
+    "      AND a.datname <> current_database())), pg_snapshot_xmax(s)) END"
+    " FROM pg_current_snapshot() s)"
+)
 _READ_ALL = (
     f"SELECT {_COLUMNS}, transaction_id::text::bigint AS transaction_id FROM events"
     " WHERE (transaction_id, position) > ($1::text::xid8, $2)"
-    "   AND transaction_id < pg_snapshot_xmin(pg_current_snapshot())"
+    f"   AND transaction_id < {_HORIZON}"
     " ORDER BY transaction_id, position LIMIT $3"
 )
 # The stream holding `name` and, when it is the stream the caller has cached, the events after the

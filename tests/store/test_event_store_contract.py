@@ -170,6 +170,13 @@ class EventStoreContract(ABC):
         drop_database(server, name)
 
     @pytest.fixture
+    def other_database_url(self, server: str) -> Iterator[str]:
+        """Another database on the same server."""
+        url, name = create_database(server)
+        yield url
+        drop_database(server, name)
+
+    @pytest.fixture
     async def engine(self, database_url: str) -> AsyncIterator[AsyncEngine]:
         engine = create_engine(database_url, pool_size=10)
         await migrate(engine)
@@ -440,6 +447,21 @@ class EventStoreContract(ABC):
         checkpoint = before[-1].checkpoint if before else START
         after = await read_until(store, checkpoint, want={a.event_id, b.event_id})
         assert ids(before + after) == [a.event_id, b.event_id], "each once, A first"
+
+    async def test_a_transaction_open_in_another_database_does_not_hold_read_all_back(
+        self, database_url: str, store: PostgresEventStore, other_database_url: str
+    ) -> None:
+        other = create_engine(other_database_url, pool_size=1)
+        try:
+            async with other.connect() as conn:
+                transaction = await conn.begin()
+                await conn.execute(text("SELECT pg_current_xact_id()"))  # it holds an id now
+                [event] = await store.append("stream-1", StreamHead(), [new_event()])
+                read = await store.read_all(START)
+                await transaction.rollback()
+        finally:
+            await other.dispose()
+        assert ids(read) == [event.event_id]
 
     async def test_read_all_returns_a_later_commit_at_a_lower_position_after_its_checkpoint(
         self, engine: AsyncEngine, store: PostgresEventStore
