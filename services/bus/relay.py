@@ -21,13 +21,21 @@ from registrar.bus.kafka_broker import ensure_topics
 from registrar.contracts.codec import dumps
 from registrar.contracts.envelope import Envelope
 from registrar.contracts.events import redacted
-from registrar.contracts.topics import REGISTRY_EVENTS
+from registrar.contracts.topics import ALL_TOPICS, REGISTRY_EVENTS, Topic
 from registrar.projector.wake_signal import WakeSignal
 from registrar.store.event_store import START, Checkpoint, PostgresEventStore, RecordedEvent
 
 log = logging.getLogger("registrar.relay")
 
 LEADER_LOCK = 0x52_656C_6179  # "Relay": the advisory lock id only the active relay holds
+SENTINEL = Topic(
+    "registrar.relay-sentinel",
+    1,
+    "Created by the relay and written by nobody: gone means the broker lost every topic (a"
+    " memory-only broker restarted), so the relay republishes the store.",
+)
+"""registry.events itself cannot tell: a broker that auto-creates topics makes it again on the
+relay's next publish, so its absence is seen only by a check that comes before that."""
 
 
 def event_message(envelope: Envelope) -> tuple[bytes, bytes, dict[str, str]]:
@@ -132,14 +140,28 @@ class Relay:
             self.is_leader = False
             pooled.invalidate()  # closing the session releases the advisory lock
 
+    async def _broker_lost_everything(self) -> bool:
+        """Whether the broker restarted empty since the relay last looked (its sentinel topic is
+        gone); the topics are made again either way."""
+        return SENTINEL.name in await ensure_topics(self.bootstrap, [SENTINEL, *ALL_TOPICS])
+
     async def _publish_forever(self, producer: AIOKafkaProducer, lock_connection: Any) -> None:
-        await ensure_topics(self.bootstrap)
         self.progress = await self.load_progress()
+        if await self._broker_lost_everything() and self.progress.checkpoint != START:
+            await self._start_over("the broker holds none of Registrar's topics")
         last_check = asyncio.get_running_loop().time()
         failures = 0
         ahead: asyncio.Task[list[RecordedEvent]] | None = None
         while True:
             try:
+                now = asyncio.get_running_loop().time()
+                if now - last_check >= self.broker_check_seconds:
+                    last_check = now
+                    await lock_connection.fetchval("SELECT 1")  # our lock's session is alive
+                    if await self._broker_lost_everything():
+                        _cancel(ahead)  # read from the old place
+                        ahead = None
+                        await self._start_over("its topics were gone")
                 if ahead is not None:
                     batch, ahead = await ahead, None
                 else:
@@ -156,22 +178,18 @@ class Relay:
                     failures = 0
                     if ahead is not None:
                         continue
-                now = asyncio.get_running_loop().time()
-                if now - last_check >= self.broker_check_seconds:
-                    last_check = now
-                    await lock_connection.fetchval("SELECT 1")  # our lock's session is alive
-                    if REGISTRY_EVENTS.name in await ensure_topics(self.bootstrap):
-                        await self._start_over("registry.events was missing")
-                        continue
             except KafkaError as error:
                 _cancel(ahead)
                 ahead = None
                 # The broker is down or restarting: keep the checkpoint (the batch is published
-                # again, at least once) and retry; a broker that comes back empty is noticed by
-                # its offsets or its missing topic. Ending here would end the relay's process.
+                # again, at least once) and retry. A broker that comes back empty is noticed by
+                # its offsets, or by its missing sentinel, looked for before publishing on: what
+                # it acknowledged before it went (a batch in flight too) is gone with it. Ending
+                # here would end the relay's process.
                 failures += 1
                 log.warning("relay: publishing failed (%r); retry %d", error, failures)
                 await asyncio.sleep(min(5.0, 0.1 * 2**failures))
+                last_check = -self.broker_check_seconds
                 continue
             await self._wake.sleep(self.idle_poll_seconds)
 
