@@ -1,61 +1,94 @@
-"""The one settings object: everything Registrar reads from its environment."""
+"""The one settings object: everything Registrar reads from its environment (REGISTRAR_*), read
+and checked once by pydantic-settings, so a bad value is one clear line, not a traceback later."""
 
 from __future__ import annotations
 
-import os
-from dataclasses import dataclass
 from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
+
+from registrar.contracts.values import Role
+
+PREFIX = "REGISTRAR_"
 
 
-@dataclass(frozen=True)
-class Settings:
-    home: Path
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix=PREFIX, env_ignore_empty=True, frozen=True, extra="ignore"
+    )
+
+    home: Path = Path(".registrar")
     """Where `registrar up` keeps its embedded PostgreSQL data ($REGISTRAR_HOME, ./.registrar)."""
-    database_url: str | None
+    database_url: str | None = None
     """An existing PostgreSQL server ($REGISTRAR_DATABASE_URL); None means the embedded one."""
-    kafka_bootstrap: str | None
+    kafka_bootstrap: str | None = None
     """An existing Kafka cluster ($REGISTRAR_KAFKA_BOOTSTRAP, host:port[,host:port]); None: `up`
     starts an embedded broker, `serve` runs without a bus."""
-    host: str
-    port: int
-    log_level: str
-    query_wait_seconds: float
+    host: str = "127.0.0.1"
+    port: Annotated[int, Field(ge=0, le=65535)] = 8080
+    log_level: Literal["debug", "info", "warning", "error", "critical"] = "info"
+    query_wait_seconds: Annotated[float, Field(gt=0, le=3600)] = 10.0
     """How long a projection query waits for the projection to reach the client's last write."""
-    auth: str = ""
+    auth: Literal["", "required", "optional"] = ""
     """$REGISTRAR_AUTH: "required" turns authentication on even on loopback (off the loopback
     it is always on); "" or "optional" leaves it to the address."""
-    ingest_user: str = "training-ingest"
+    ingest_user: Annotated[str, Field(min_length=1, max_length=256)] = "training-ingest"
     """$REGISTRAR_INGEST_USER: the service principal that records `training.completed` runs (and
     the versions they register); never the message's own say."""
-    ingest_role: str = "contributor"
-    """$REGISTRAR_INGEST_ROLE: that principal's role."""
+    ingest_role: Role = Role.CONTRIBUTOR
+    """$REGISTRAR_INGEST_ROLE: that principal's role, contributor or above."""
 
-    VARIABLES = (
-        "REGISTRAR_HOME",
-        "REGISTRAR_DATABASE_URL",
-        "REGISTRAR_KAFKA_BOOTSTRAP",
-        "REGISTRAR_HOST",
-        "REGISTRAR_PORT",
-        "REGISTRAR_LOG_LEVEL",
-        "REGISTRAR_QUERY_WAIT_SECONDS",
-        "REGISTRAR_AUTH",
-        "REGISTRAR_INGEST_USER",
-        "REGISTRAR_INGEST_ROLE",
-    )
-    """Every environment variable Registrar reads (compose.yaml and README may use no other)."""
+    @field_validator("home")
+    @classmethod
+    def _absolute(cls, home: Path) -> Path:
+        return home.absolute()
+
+    @field_validator("log_level", "auth", "ingest_role", mode="before")
+    @classmethod
+    def _any_case(cls, value: object) -> object:
+        return value.strip().lower() if isinstance(value, str) else value
+
+    @field_validator("database_url")
+    @classmethod
+    def _postgresql(cls, url: str | None) -> str | None:
+        if url is None:
+            return None
+        try:
+            backend = make_url(url).get_backend_name()
+        except ArgumentError:
+            backend = ""
+        if backend != "postgresql":
+            raise ValueError("must be a PostgreSQL URL, e.g. postgresql://user@host:5432/db")
+        return url
+
+    @field_validator("ingest_role")
+    @classmethod
+    def _records(cls, role: Role) -> Role:
+        if not role.includes(Role.CONTRIBUTOR):
+            raise ValueError("must be contributor or above: the ingest registers versions")
+        return role
 
     @classmethod
     def from_env(cls) -> Settings:
-        env = os.environ
-        return cls(
-            home=Path(env.get("REGISTRAR_HOME", ".registrar")).absolute(),
-            database_url=env.get("REGISTRAR_DATABASE_URL") or None,
-            kafka_bootstrap=env.get("REGISTRAR_KAFKA_BOOTSTRAP") or None,
-            host=env.get("REGISTRAR_HOST", "127.0.0.1"),
-            port=int(env.get("REGISTRAR_PORT", "8080")),
-            log_level=env.get("REGISTRAR_LOG_LEVEL", "info"),
-            query_wait_seconds=float(env.get("REGISTRAR_QUERY_WAIT_SECONDS", "10")),
-            auth=env.get("REGISTRAR_AUTH", "").strip().lower(),
-            ingest_user=env.get("REGISTRAR_INGEST_USER", "training-ingest"),
-            ingest_role=env.get("REGISTRAR_INGEST_ROLE", "contributor").strip().lower(),
-        )
+        """The settings of this process's environment; SettingsError says what is wrong."""
+        try:
+            return cls()
+        except ValidationError as invalid:
+            problems = "; ".join(
+                f"{PREFIX}{str(error['loc'][0]).upper()}:"
+                f" {error['msg'].removeprefix('Value error, ')} (got {error['input']!r})"
+                for error in invalid.errors(include_url=False)
+            )
+            raise SettingsError(problems) from None
+
+
+class SettingsError(ValueError):
+    """The environment holds a value Registrar cannot use."""
+
+
+VARIABLES = tuple(f"{PREFIX}{name.upper()}" for name in Settings.model_fields)
+"""Every environment variable Registrar reads (compose.yaml and README may use no other)."""

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import httpx
 import psutil
+import pytest
 from conftest import create_database, drop_database
 from registrar_process import BIN, registrar_env, running_registrar
 
@@ -44,8 +45,11 @@ def test_up_runs_on_embedded_postgres_keeps_data_across_restarts_and_stops_on_ct
         assert again.json()["name"] == "kept"
 
 
-def test_serve_without_a_database_url_says_what_to_do(tmp_path: Path) -> None:
-    result = run("serve", "--port", "0", env=registrar_env(), cwd=tmp_path)
+@pytest.mark.parametrize("command", [["relay"], ["ingest"], ["project", "lineage"]])
+def test_a_role_joining_a_registry_without_a_database_url_says_what_to_do(
+    tmp_path: Path, command: list[str]
+) -> None:
+    result = run(*command, env=registrar_env(), cwd=tmp_path)
     assert result.returncode == 2
     assert "REGISTRAR_DATABASE_URL" in result.stderr
 
@@ -162,3 +166,49 @@ def test_a_killed_up_leaves_no_server_behind_and_the_next_up_starts_and_stops_cl
         postmaster = _postmaster_pid(pgdata)
     assert lines[-1] == "[exit code 0]\n"
     assert postmaster is not None and _gone(postmaster), "a clean stop left PostgreSQL running"
+
+
+def test_registrar_version_names_the_installed_version(tmp_path: Path) -> None:
+    result = run("--version", env=registrar_env(), cwd=tmp_path)
+    assert result.returncode == 0 and result.stdout.startswith("registrar 0.")
+
+
+@pytest.mark.parametrize("command", [["token", "list"], ["policy", "show"], ["migrate"]])
+def test_a_tool_finding_no_registry_database_makes_none_and_says_where_it_looked(
+    tmp_path: Path, command: list[str]
+) -> None:
+    home = tmp_path / "home"
+    result = run(*command, env=registrar_env(REGISTRAR_HOME=str(home)), cwd=tmp_path)
+    assert result.returncode == 2
+    assert f"{home / 'postgres'} holds no embedded database" in result.stderr
+    assert "REGISTRAR_DATABASE_URL" in result.stderr
+    assert not home.exists() and not (tmp_path / ".registrar").exists()
+
+
+@pytest.mark.parametrize(
+    ("setting", "said"),
+    [
+        ({"REGISTRAR_PORT": "abc"}, "REGISTRAR_PORT: Input should be a valid integer"),
+        ({"REGISTRAR_DATABASE_URL": "mysql://x/y"}, "must be a PostgreSQL URL"),
+        ({"REGISTRAR_DATABASE_URL": "postgresql://u@127.0.0.1:1/x"}, "cannot use the PostgreSQL"),
+        ({"REGISTRAR_LOG_LEVEL": "loud"}, "REGISTRAR_LOG_LEVEL: Input should be"),
+        ({"REGISTRAR_INGEST_ROLE": "viewer"}, "must be contributor or above"),
+    ],
+)
+def test_a_bad_setting_or_an_unreachable_database_is_one_line_and_exit_code_2(
+    tmp_path: Path, setting: dict[str, str], said: str
+) -> None:
+    for command in (["migrate"], ["token", "list"], ["serve", "--port", "0"]):
+        result = run(*command, env=registrar_env(**setting), cwd=tmp_path)
+        assert result.returncode == 2, (command, result.stderr)
+        assert said in result.stderr, (command, result.stderr)
+        assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+
+
+def test_serve_with_auth_runs_on_the_embedded_database_as_up_does(tmp_path: Path) -> None:
+    env = registrar_env(REGISTRAR_HOME=str(tmp_path / "home"))
+    with running_registrar("serve", "--auth", "--port", "0", env=env, cwd=tmp_path) as (url, lines):
+        assert "Authentication: required (--auth)" in "".join(lines)
+        assert httpx.get(f"{url}/v1/models").status_code == 401
+    made = run("token", "create", "--user", "ops", "--role", "admin", env=env, cwd=tmp_path)
+    assert made.returncode == 0, made.stderr

@@ -11,11 +11,13 @@ from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any, get_args
 
+from registrar import __version__
 from registrar.cli.policy import add_policy_commands
 from registrar.cli.tokens import add_token_commands
 from registrar.projections.catalogue import READ_MODELS
 from registrar.runtime import PROJECTIONS, Roles
-from registrar.settings import Settings
+from registrar.settings import Settings, SettingsError
+from registrar.store.database import NoDatabase, database_unreachable
 
 
 def _run_roles(
@@ -26,30 +28,26 @@ def _run_roles(
     from registrar.access.mode import auth_mode
     from registrar.access.principal import Principal
     from registrar.bus.kafka_broker import resolve_broker
-    from registrar.contracts.values import Role
     from registrar.runtime import Process, run
     from registrar.store.database import resolve_database
     from registrar.watchdog import start_watchdog
 
     try:
         mode = auth_mode(settings.auth, auth, host)
-        recording = [role.value for role in Role if role.includes(Role.CONTRIBUTOR)]
-        if settings.ingest_role not in recording:
-            raise ValueError(
-                f"REGISTRAR_INGEST_ROLE must be one of {', '.join(recording)}: the ingest"
-                f" records runs and registers versions, not {settings.ingest_role!r}"
-            )
-        ingest_as = Principal(settings.ingest_user, Role(settings.ingest_role))
     except ValueError as error:
         print(f"registrar {command}: {error}", file=sys.stderr)
         return 2
+    ingest_as = Principal(settings.ingest_user, settings.ingest_role)
 
     standalone = command == "up"
+    # `up` and `serve` run the registry: without a configured database they use (or make) the
+    # embedded one under REGISTRAR_HOME. The other roles join a registry that runs elsewhere.
+    embedded_database = command in ("up", "serve")
     needs_kafka = roles.relay or "promotions" in roles.projections or roles.ingest
     missing = [
         variable
         for variable, value, needed in (
-            ("REGISTRAR_DATABASE_URL", settings.database_url, True),
+            ("REGISTRAR_DATABASE_URL", settings.database_url, not embedded_database),
             ("REGISTRAR_KAFKA_BOOTSTRAP", settings.kafka_bootstrap, needs_kafka),
         )
         if needed and not value and not standalone
@@ -174,25 +172,25 @@ def _run_event_loop(main: Coroutine[Any, Any, None]) -> None:
 
 def _token(settings: Settings, args: argparse.Namespace) -> int:
     from registrar.cli.tokens import run_token_command
-    from registrar.store.database import resolve_database
+    from registrar.store.database import registry_database
 
-    url, _server = resolve_database(settings.database_url, settings.home)
+    url, _server = registry_database(settings)
     return run_token_command(url, args)
 
 
 def _policy(settings: Settings, args: argparse.Namespace) -> int:
     from registrar.cli.policy import run_policy_command
-    from registrar.store.database import resolve_database
+    from registrar.store.database import registry_database
 
-    url, _server = resolve_database(settings.database_url, settings.home)
+    url, _server = registry_database(settings)
     return run_policy_command(url, args)
 
 
 def _migrate(settings: Settings) -> int:
-    from registrar.store.database import create_engine, resolve_database
+    from registrar.store.database import create_engine, registry_database
     from registrar.store.schema_migrations import migrate
 
-    url, _server = resolve_database(settings.database_url, settings.home)
+    url, _server = registry_database(settings)
 
     async def run() -> list[str]:
         engine = create_engine(url, pool_size=1)
@@ -209,7 +207,7 @@ def _migrate(settings: Settings) -> int:
 def _audit_export(settings: Settings, args: argparse.Namespace) -> int:
     """Stream the audit trail's matching rows, chunk by chunk, to --output or stdout."""
     from registrar.projections.audit_trail import AuditFilter, exported, resolved
-    from registrar.store.database import create_engine, resolve_database
+    from registrar.store.database import create_engine, registry_database
     from registrar.store.event_store import PostgresEventStore
 
     try:
@@ -224,7 +222,7 @@ def _audit_export(settings: Settings, args: argparse.Namespace) -> int:
     except ValueError as refused:
         print(f"registrar audit export: {refused}", file=sys.stderr)
         return 2
-    url, _server = resolve_database(settings.database_url, settings.home)
+    url, _server = registry_database(settings)
 
     async def run() -> int:
         engine = create_engine(url, pool_size=2)
@@ -260,10 +258,10 @@ def _audit(settings: Settings, args: argparse.Namespace) -> int:
         return _audit_export(settings, args)
     from registrar.contracts.codec import dumps, loads
     from registrar.store.chain_verification import heads_from_json, heads_to_json, verify_chains
-    from registrar.store.database import create_engine, resolve_database
+    from registrar.store.database import create_engine, registry_database
     from registrar.store.event_store import PostgresEventStore
 
-    url, _server = resolve_database(settings.database_url, settings.home)
+    url, _server = registry_database(settings)
     anchored = None
     if args.audit_command == "verify" and args.anchored is not None:
         anchored = heads_from_json(loads(args.anchored.read_bytes())["heads"])
@@ -297,7 +295,7 @@ def _lineage(settings: Settings, args: argparse.Namespace) -> int:
     from registrar.domain.errors import DomainError
     from registrar.projections.lineage import graph
     from registrar.projections.lineage_render import render
-    from registrar.store.database import create_engine, resolve_database
+    from registrar.store.database import create_engine, registry_database
 
     if args.url:
         query = {
@@ -316,7 +314,7 @@ def _lineage(settings: Settings, args: argparse.Namespace) -> int:
             return 1
         drawn = response.json()
     else:
-        url, _server = resolve_database(settings.database_url, settings.home)
+        url, _server = registry_database(settings)
 
         async def read() -> dict[str, Any]:
             engine = create_engine(url, pool_size=1)
@@ -345,10 +343,10 @@ def _replay(settings: Settings, args: argparse.Namespace) -> int:
     """Rebuild read models one after another, each swapped in once caught up."""
     from registrar.projections.catalogue import read_model
     from registrar.projector.replay import ProgressBar, ReplayBusy, replay
-    from registrar.store.database import create_engine, resolve_database
+    from registrar.store.database import create_engine, registry_database
     from registrar.store.event_store import PostgresEventStore
 
-    url, _server = resolve_database(settings.database_url, settings.home)
+    url, _server = registry_database(settings)
     # A rebuild holds a batch of events and every model's state: at the default threshold the
     # collector walked them all over and over, a fifth of the CPU (bench/rebuild.py).
     tune_garbage_collector()
@@ -412,6 +410,7 @@ def parser() -> argparse.ArgumentParser:
     root = argparse.ArgumentParser(
         prog="registrar", description="An event-sourced ML model registry"
     )
+    root.add_argument("--version", action="version", version=f"registrar {__version__}")
     commands = root.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     up = commands.add_parser(
@@ -549,7 +548,25 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    settings = Settings.from_env()
+    try:
+        settings = Settings.from_env()
+    except SettingsError as invalid:
+        print(f"registrar {args.command}: {invalid}", file=sys.stderr)
+        return 2
+    try:
+        return _command(args, settings)
+    except NoDatabase as missing:
+        print(f"registrar {args.command}: {missing}", file=sys.stderr)
+        return 2
+    except Exception as failed:
+        unreachable = database_unreachable(failed, settings.database_url)
+        if unreachable is None:
+            raise
+        print(f"registrar {args.command}: {unreachable}", file=sys.stderr)
+        return 2
+
+
+def _command(args: argparse.Namespace, settings: Settings) -> int:
     logging.basicConfig(
         level=settings.log_level.upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",

@@ -8,13 +8,17 @@ import logging
 import subprocess
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+import asyncpg
 import psutil
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from registrar.contracts.codec import loads
+
+if TYPE_CHECKING:
+    from registrar.settings import Settings
 
 log = logging.getLogger("registrar.database")
 
@@ -106,6 +110,57 @@ def stop_postgres(pgdata: Path, user: str | None) -> None:
         timeout=30,
         check=False,
     )
+
+
+class NoDatabase(Exception):
+    """No registry database is configured or embedded where this command looked."""
+
+
+def registry_database(settings: Settings) -> tuple[str, Any]:
+    """The database of an existing registry, for the tools (token, policy, audit, ...): the
+    configured one, else the embedded one `registrar up` made under REGISTRAR_HOME. Never a new
+    empty one: a tool pointed at the wrong place says so instead."""
+    embedded = settings.home / "postgres"
+    if settings.database_url is None and not (embedded / "PG_VERSION").exists():
+        raise NoDatabase(
+            f"no registry database here: REGISTRAR_DATABASE_URL is not set and {embedded} holds"
+            " no embedded database (`registrar up` makes one there). Set REGISTRAR_DATABASE_URL,"
+            " or REGISTRAR_HOME to the folder your `registrar up` uses"
+        )
+    return resolve_database(settings.database_url, settings.home)
+
+
+_UNREACHABLE = (
+    OSError,  # refused, reset, unknown host (socket.gaierror)
+    TimeoutError,
+    asyncpg.exceptions.InvalidCatalogNameError,  # no such database
+    asyncpg.exceptions.InvalidAuthorizationSpecificationError,  # no such role, bad password
+    asyncpg.exceptions.CannotConnectNowError,
+    asyncpg.exceptions.TooManyConnectionsError,
+)
+
+
+def database_unreachable(error: BaseException, database_url: str | None) -> str | None:
+    """What to tell a user when `error` (SQLAlchemy's wrappers looked through) means the
+    database cannot be reached or entered; None for any other error."""
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, _UNREACHABLE):
+            where = (
+                make_url(database_url).render_as_string(hide_password=True)
+                if database_url
+                else "the embedded server"
+            )
+            reason = str(current) or type(current).__name__
+            return (
+                f"cannot use the PostgreSQL database at {where}: {reason}."
+                " Is the server running, and is REGISTRAR_DATABASE_URL right?"
+            )
+        orig = getattr(current, "orig", None)
+        current = orig if isinstance(orig, BaseException) else current.__cause__
+    return None
 
 
 def resolve_database(database_url: str | None, home: Path) -> tuple[str, Any]:
