@@ -423,3 +423,18 @@ async def test_a_contributor_cannot_move_its_own_version_through_an_ungoverned_r
     )
     assert moved.status_code == 201, moved.text
     assert moved.json()["state"] == "applied"
+
+
+async def test_an_idempotency_key_reused_for_another_users_token_is_refused(
+    secured: Secured,
+) -> None:
+    key = {"Idempotency-Key": str(uuid4()), **secured.as_(Role.ADMIN)}
+    first = await secured.client.post(
+        "/v1/admin/tokens", json={"user": "kim", "role": "viewer"}, headers=key
+    )
+    assert first.status_code == 201, first.text
+    reused = await secured.client.post(
+        "/v1/admin/tokens", json={"user": "lee", "role": "viewer"}, headers=key
+    )
+    assert reused.status_code == 422, reused.text
+    assert reused.json()["error"]["code"] == "idempotency_key_reused"

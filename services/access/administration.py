@@ -14,7 +14,11 @@ from sqlalchemy import text
 
 from registrar.access import rules
 from registrar.access.tokens import new_token, token_hash
-from registrar.commands.command_handler import CommandMeta
+from registrar.commands.command_handler import (
+    CommandMeta,
+    IdempotencyKeyReused,
+    reused_key_message,
+)
 from registrar.contracts.envelope import Envelope
 from registrar.contracts.events import AccessEvent, TokenIssued, access_event_from_payload
 from registrar.contracts.identifiers import derived_event_id, uuid7
@@ -22,6 +26,7 @@ from registrar.contracts.values import Role
 from registrar.domain.errors import Conflict, NotFound
 from registrar.store.event_store import (
     ConcurrencyConflict,
+    EventIdsTaken,
     NewEvent,
     PostgresEventStore,
     StreamHead,
@@ -175,7 +180,7 @@ class AccessAdministration:
         prior = await self.store.events_caused_by(meta.command_id)
         if prior:  # a retried request (same Idempotency-Key): answer with what it did then
             if any(e.stream_id != stream_id for e in prior):
-                raise Conflict("this Idempotency-Key was used for another change: use a new one")
+                raise IdempotencyKeyReused(reused_key_message(meta.command_id))
             return [_stored(e) for e in prior]
         for _ in range(MAX_ATTEMPTS):
             stored = await self.store.read_stream(stream_id)
@@ -200,7 +205,7 @@ class AccessAdministration:
                 appended = await self.store.append(stream_id, head, new_events)
             except ConcurrencyConflict:
                 continue
-            except ValueError as error:  # the Idempotency-Key was used for another stream
-                raise Conflict(str(error)) from None
+            except EventIdsTaken:  # the Idempotency-Key was used for another user's stream
+                raise IdempotencyKeyReused(reused_key_message(meta.command_id)) from None
             return [_stored(e) for e in appended]
         raise Conflict(f"the access of {user} is being changed by many at once: retry")

@@ -94,7 +94,7 @@ class IdempotencyKeyReused(Invalid):
     code = "idempotency_key_reused"
 
 
-def _reused_message(key: UUID) -> str:
+def reused_key_message(key: UUID) -> str:
     return (
         f"Idempotency-Key {key} was used before for a different request (another model,"
         " command, body or caller): send a new key for a new request, and the same key only to"
@@ -296,7 +296,7 @@ class CommandHandler:
                     meta.request_key(command),
                 )
             except EventIdsTaken:
-                raise IdempotencyKeyReused(_reused_message(meta.command_id)) from None
+                raise IdempotencyKeyReused(reused_key_message(meta.command_id)) from None
             except (ConcurrencyConflict, NameTaken):
                 # Someone else wrote first: pause a little (so concurrent writers in other
                 # processes spread out), then read what they wrote and decide again.
@@ -326,7 +326,7 @@ class CommandHandler:
         if asked is not None:
             first = await self.store.request_hash_of(asked.key)
             if first is not None and first != asked.request_hash:
-                raise IdempotencyKeyReused(_reused_message(asked.key))
+                raise IdempotencyKeyReused(reused_key_message(asked.key))
         current = await self.load(command.name) if loaded.state is not None else None
         return Outcome(current or await self.load_stream(prior[0].stream_id), prior)
 
