@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from registrar.cli.main import parser
+from registrar.cli.arguments import parser
 from registrar.settings import VARIABLES
 
 ROOT = Path(__file__).resolve().parent.parent
