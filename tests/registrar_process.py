@@ -18,9 +18,11 @@ BIN = Path(sys.executable).parent
 _UP = re.compile(r"Registrar is up at (http://\S+)")
 
 
-def registrar_env(**overrides: str | None) -> dict[str, str]:
+def registrar_env(*, bin_dir: Path = BIN, **overrides: str | None) -> dict[str, str]:
+    """The environment a user's shell would give `registrar`: none of this process's REGISTRAR_
+    settings, `bin_dir` (the venv's) first on PATH."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("REGISTRAR_")}
-    env["PATH"] = f"{BIN}{os.pathsep}{env.get('PATH', '')}"
+    env["PATH"] = f"{bin_dir}{os.pathsep}{env.get('PATH', '')}"
     env["REGISTRAR_LOG_LEVEL"] = "warning"
     for key, value in overrides.items():
         if value is not None:
@@ -30,12 +32,17 @@ def registrar_env(**overrides: str | None) -> dict[str, str]:
 
 @contextmanager
 def running_registrar(
-    *args: str, env: dict[str, str], cwd: Path, startup_seconds: float = 60, api: bool = True
+    *args: str,
+    env: dict[str, str],
+    cwd: Path,
+    startup_seconds: float = 60,
+    api: bool = True,
+    bin_dir: Path = BIN,
 ) -> Iterator[tuple[str, list[str]]]:
     """Start `registrar ARGS` and yield (its URL, the lines it printed so far); Ctrl-C at exit.
     `api=False`: a command that serves no API (its URL is then "")."""
     proc = subprocess.Popen(
-        [str(BIN / "registrar"), *args],
+        [str(bin_dir / "registrar"), *args],
         env=env,
         cwd=cwd,
         stdout=subprocess.PIPE,
