@@ -57,7 +57,8 @@ from registrar.domain.approvals import (
     request_transition,
     stale_requests,
 )
-from registrar.domain.errors import Conflict, Invalid, NotFound
+from registrar.domain.errors import Conflict, Invalid, ModelNotFound, NotFound, VersionNotFound
+from registrar.domain.sources import source_problem
 from registrar.domain.state import ModelState, VersionState
 
 _ARCHIVABLE_TARGETS = (Stage.STAGING, Stage.PRODUCTION)
@@ -191,24 +192,32 @@ def _register_model(
 
 def _existing_model(name: str, state: ModelState | None) -> ModelState:
     if state is None:
-        raise NotFound(f"no model named {name!r}")
+        raise ModelNotFound(f"no model named {name!r}", name)
     if state.deleted:
-        raise NotFound(f"model {name!r} was deleted")
+        raise ModelNotFound(f"model {name!r} was deleted", name)
     if state.name != name:
-        raise NotFound(f"model {name!r} was renamed to {state.name!r}")
+        raise ModelNotFound(f"model {name!r} was renamed to {state.name!r}", name)
     return state
 
 
 def _live_version(model: ModelState, number: int) -> VersionState:
     version = model.versions.get(number)
     if version is None:
-        raise NotFound(f"model {model.name!r} has no version {number}")
+        raise VersionNotFound(f"model {model.name!r} has no version {number}", model.name, number)
     if version.deleted:
-        raise NotFound(f"version {number} of model {model.name!r} was deleted")
+        raise VersionNotFound(
+            f"version {number} of model {model.name!r} was deleted: a deleted version cannot"
+            " change",
+            model.name,
+            number,
+        )
     return version
 
 
 def _register_version(command: RegisterVersion, model: ModelState) -> VersionRegistered:
+    problem = source_problem(command.source, command.run_id)
+    if problem is not None:
+        raise Invalid(problem)
     number = model.last_version + 1
     for parent in command.parents:
         if parent.model != model.name:
@@ -223,12 +232,6 @@ def _register_version(command: RegisterVersion, model: ModelState) -> VersionReg
 
 def _transition(command: TransitionStage, model: ModelState) -> list[Event]:
     number, target = command.version, command.stage
-    version = model.versions.get(number)
-    if version is not None and version.deleted:
-        raise Conflict(
-            f"version {number} of model {model.name!r} was deleted; "
-            "a deleted version cannot change stage"
-        )
     version = _live_version(model, number)
     if command.archive_existing and target not in _ARCHIVABLE_TARGETS:
         raise Invalid(

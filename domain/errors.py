@@ -17,6 +17,23 @@ class NotFound(DomainError):
     code = "not_found"
 
 
+class ModelNotFound(NotFound):
+    """No live model holds the name (`name`): never one, deleted, or renamed away."""
+
+    def __init__(self, message: str, name: str) -> None:
+        super().__init__(message)
+        self.name = name
+
+
+class VersionNotFound(NotFound):
+    """The model has no live version `version` (never registered, or deleted)."""
+
+    def __init__(self, message: str, name: str, version: int) -> None:
+        super().__init__(message)
+        self.name = name
+        self.version = version
+
+
 class Conflict(DomainError):
     code = "conflict"
 

@@ -270,7 +270,7 @@ async def test_deleting_a_version_keeps_its_number_and_releases_its_aliases(
     assert (await api.get(f"/v1/models/{name}/versions/2")).status_code == 404
     assert (await api.get(f"/v1/models/{name}/aliases/shadow")).status_code == 404
     transition = await api.post(f"/v1/models/{name}/versions/2/stage", json={"stage": "Staging"})
-    assert transition.status_code == 409 and "deleted" in transition.json()["error"]["message"]
+    assert transition.status_code == 404 and "deleted" in transition.json()["error"]["message"]
     third = await api.post(f"/v1/models/{name}/versions", json={"source": "s3://again"})
     assert third.json()["version"] == 3
     live = (await api.get(f"/v1/models/{name}/versions")).json()

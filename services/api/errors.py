@@ -37,7 +37,8 @@ def _summary(fields: list[dict[str, str]]) -> str:
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(DomainError)
     async def domain_error(_: Request, exc: DomainError) -> JSON:
-        return error(_STATUS.get(type(exc), 422), exc.code, exc.message)
+        status = next((_STATUS[kind] for kind in type(exc).__mro__ if kind in _STATUS), 422)
+        return error(status, exc.code, exc.message)
 
     @app.exception_handler(RequestValidationError)
     async def request_invalid(_: Request, exc: RequestValidationError) -> JSON:

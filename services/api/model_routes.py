@@ -37,7 +37,7 @@ from registrar.contracts.commands import (
     SetModelTag,
     UpdateModelDescription,
 )
-from registrar.domain.errors import NotFound
+from registrar.domain.errors import ModelNotFound, NotFound
 from registrar.domain.state import ModelState
 from registrar.projections.current_state import list_models, model_view, version_view
 from registrar.registry import Registry
@@ -53,11 +53,11 @@ async def current_model(registry: Registry, name: str) -> ModelState:
     loaded = await registry.commands.load(name)
     state = loaded.state if loaded else None
     if state is None:
-        raise NotFound(f"no model named {name!r}")
+        raise ModelNotFound(f"no model named {name!r}", name)
     if state.name != name:
-        raise NotFound(f"model {name!r} was renamed to {state.name!r}")
+        raise ModelNotFound(f"model {name!r} was renamed to {state.name!r}", name)
     if state.deleted:
-        raise NotFound(f"model {name!r} was deleted")
+        raise ModelNotFound(f"model {name!r} was deleted", name)
     return state
 
 

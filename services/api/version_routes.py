@@ -40,7 +40,7 @@ from registrar.contracts.commands import (
 )
 from registrar.contracts.model_card import ModelCardPatch
 from registrar.contracts.values import StageName
-from registrar.domain.errors import NotFound
+from registrar.domain.errors import VersionNotFound
 from registrar.projections.current_state import list_versions, version_view
 from registrar.registry import Registry
 
@@ -77,9 +77,9 @@ async def get_version(name: NamePath, version: VersionPath, request: Request) ->
     state = await current_model(registry, name)
     found = state.versions.get(version)
     if found is None:
-        raise NotFound(f"model {name!r} has no version {version}")
+        raise VersionNotFound(f"model {name!r} has no version {version}", name, version)
     if found.deleted:
-        raise NotFound(f"version {version} of model {name!r} was deleted")
+        raise VersionNotFound(f"version {version} of model {name!r} was deleted", name, version)
     return JSON(version_view(state, found))
 
 

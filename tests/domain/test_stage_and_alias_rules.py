@@ -12,7 +12,7 @@ from scenario import NAME, given, model_with_versions, moved, when
 from registrar.contracts.commands import DeleteAlias, SetAlias, TransitionStage
 from registrar.contracts.events import AliasDeleted, AliasSet, StageChanged, VersionDeleted
 from registrar.contracts.values import MAX_ALIAS_LENGTH, Stage
-from registrar.domain.errors import Conflict, Invalid, NotFound
+from registrar.domain.errors import Invalid, NotFound, VersionNotFound
 
 NONE, STAGING, PRODUCTION, ARCHIVED = Stage.NONE, Stage.STAGING, Stage.PRODUCTION, Stage.ARCHIVED
 
@@ -146,10 +146,10 @@ def test_archive_existing_with_a_target_other_than_staging_or_production_is_inva
         when(TransitionStage(name=NAME, version=2, stage=target, archive_existing=True), state)
 
 
-def test_a_deleted_version_cannot_change_stage() -> None:
+def test_a_deleted_version_cannot_change_stage_it_is_not_found_as_in_mlflow() -> None:
     state = given(*model_with_versions(2), moved(2, NONE, STAGING), VersionDeleted(version=2))
 
-    with pytest.raises(Conflict, match="version 2 of model .* was deleted"):
+    with pytest.raises(VersionNotFound, match="version 2 of model .* was deleted"):
         when(TransitionStage(name=NAME, version=2, stage="Production"), state)
 
 

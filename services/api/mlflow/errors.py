@@ -13,7 +13,14 @@ from pydantic import ValidationError
 from starlette.exceptions import HTTPException
 
 from registrar.api.responses import JSON
-from registrar.domain.errors import Conflict, DomainError, Invalid, NotFound
+from registrar.domain.errors import (
+    Conflict,
+    DomainError,
+    Invalid,
+    ModelNotFound,
+    NotFound,
+    VersionNotFound,
+)
 from registrar.domain.mlflow_search import BadSearch
 from registrar.projections.paging import BadPageToken
 
@@ -80,6 +87,10 @@ def mlflow_error_of(exc: Exception) -> MlflowError | None:
     match exc:
         case MlflowError():
             return exc
+        case ModelNotFound():
+            return not_found(f"Registered Model with name={exc.name} not found")
+        case VersionNotFound():
+            return not_found(f"Model Version (name={exc.name}, version={exc.version}) not found")
         case NotFound():
             return not_found(exc.message)
         case Invalid():

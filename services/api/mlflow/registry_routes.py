@@ -77,11 +77,7 @@ async def _model(request: Request, fields: Fields) -> ModelState:
 def _live(state: ModelState, number: int) -> VersionState:
     version = state.live_version(number)
     if version is None:
-        deleted = number in state.versions
-        raise not_found(
-            f"Model Version (name={state.name}, version={number})"
-            f" {'was deleted' if deleted else 'not found'}"
-        )
+        raise not_found(f"Model Version (name={state.name}, version={number}) not found")
     return version
 
 

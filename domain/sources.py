@@ -1,0 +1,53 @@
+"""Which model-version sources the registry refuses, with MLflow's server's rules and words, so a
+source MLflow would refuse is refused at every door: local paths (Registrar keeps no local
+artifact root that a path could safely point into), relative or NUL segments hidden in a URI
+(also percent-encoded, as path traversal attempts are), and a runs:/ URI of another run."""
+
+from __future__ import annotations
+
+import posixpath
+import re
+from urllib.parse import unquote_plus, urlparse
+
+_WINDOWS_DRIVE = re.compile(r"^[A-Za-z]$")
+
+
+def _unquoted(source: str) -> str:
+    while (once := unquote_plus(source)) != source:
+        source = once
+    return source
+
+
+def source_problem(source: str, run_id: str) -> str | None:
+    """Why `source` cannot be a version's source (with a version's `run_id`); None if it can."""
+    scheme = urlparse(source).scheme
+    if scheme in ("", "file") or _WINDOWS_DRIVE.match(scheme):
+        return (
+            f"Invalid model version source: '{source}'. A local path cannot be a model version"
+            " source here: Registrar serves no local artifact root. Use the URI of a store the"
+            " registry's users share (s3://, gs://, https://, runs:/, models:/, ...)"
+        )
+    plain = _unquoted(source)
+    parsed = urlparse(plain)
+    path = re.sub(r"/+", "/", parsed.path.rstrip("/"))
+    segments = plain.split("/")
+    if "\x00" in plain or ".." in segments or (path and posixpath.normpath(path) != path):
+        return (
+            f"Invalid model version source: '{source}'. If supplying a source as an http, https,"
+            " local file path, ftp, objectstore, or mlflow-artifacts uri, an absolute path must be"
+            " provided without relative path references present. Please provide an absolute"
+            " path."
+        )
+    if parsed.scheme == "runs":
+        source_run = parsed.path.lstrip("/").split("/", 1)[0]
+        if parsed.netloc or not run_id or source_run != run_id:
+            return (
+                f"Invalid model version source: '{source}'. The run_id request parameter must"
+                " identify the resource that contains the source."
+            )
+    if parsed.scheme == "models" and parsed.netloc:
+        return (
+            f"Invalid model version source: '{source}'. The model_id request parameter must"
+            " identify the resource that contains the source."
+        )
+    return None
