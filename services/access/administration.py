@@ -4,6 +4,7 @@ maintain (migration 0009). Used by the admin API and by `registrar token`."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -24,15 +25,16 @@ from registrar.contracts.events import AccessEvent, TokenIssued, access_event_fr
 from registrar.contracts.identifiers import derived_event_id, uuid7
 from registrar.contracts.values import Role
 from registrar.domain.errors import Conflict, NotFound
+from registrar.retrying import appended_with_retries
 from registrar.store.event_store import (
-    ConcurrencyConflict,
     EventIdsTaken,
     NewEvent,
     PostgresEventStore,
     StreamHead,
 )
 
-MAX_ATTEMPTS = 5
+log = logging.getLogger("registrar.access")
+
 
 _TOKEN_COLUMNS = (
     "token_id, user_name AS user, role, label, issued_at, issued_by, revoked_at, revoked_by"
@@ -182,7 +184,7 @@ class AccessAdministration:
             if any(e.stream_id != stream_id for e in prior):
                 raise IdempotencyKeyReused(reused_key_message(meta.command_id))
             return [_stored(e) for e in prior]
-        for _ in range(MAX_ATTEMPTS):
+        async def once() -> list[Stored]:
             stored = await self.store.read_stream(stream_id)
             state = rules.fold(access_event_from_payload(e.type, e.payload) for e in stored)
             decided = decide(state)
@@ -203,9 +205,8 @@ class AccessAdministration:
             ]
             try:
                 appended = await self.store.append(stream_id, head, new_events)
-            except ConcurrencyConflict:
-                continue
             except EventIdsTaken:  # the Idempotency-Key was used for another user's stream
                 raise IdempotencyKeyReused(reused_key_message(meta.command_id)) from None
             return [_stored(e) for e in appended]
-        raise Conflict(f"the access of {user} is being changed by many at once: retry")
+
+        return await appended_with_retries(once, what=f"the access of {user}", log=log)

@@ -17,6 +17,7 @@ from pydantic import ValidationError
 
 from registrar.contracts.codec import dumps
 from registrar.contracts.topics import DEADLETTER
+from registrar.retrying import OUTAGE, Backoff
 
 log = logging.getLogger("registrar.inbound")
 
@@ -46,9 +47,9 @@ def problems(error: ValidationError) -> str:
     )
 
 
-def retry_delay(failures: int, first: float = 1.0) -> float:
-    """Seconds to wait before reading a failed message again: first, twice that ... up to 30."""
-    return float(min(30.0, first * 2 ** max(0, failures - 1)))
+def retry_delay(failures: int, first: float = OUTAGE.first) -> float:
+    """Seconds to wait before reading a failed message again: the common outage backoff."""
+    return Backoff(first, OUTAGE.cap).pause(failures)
 
 
 def acknowledged_after(

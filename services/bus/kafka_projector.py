@@ -21,6 +21,7 @@ from registrar.contracts.topics import REGISTRY_EVENTS
 from registrar.projections.ports import Projection
 from registrar.projector.halts import clear_halt, halt_reason, is_transient, record_halt
 from registrar.projector.status import record_progress
+from registrar.retrying import OUTAGE
 from registrar.store.event_store import PostgresEventStore
 
 log = logging.getLogger("registrar.projector")
@@ -120,7 +121,7 @@ def attach_projection(
                     return
             except Exception:
                 log.exception("projection %s failed an event", projection.name)
-            await asyncio.sleep(min(30.0, 0.5 * 2**failures) if halted is None else 0)
+            await asyncio.sleep(OUTAGE.pause(failures) if halted is None else 0)
             await msg.nack()  # seek back: the batch is read again, never committed past
             return
         failures = 0

@@ -23,6 +23,7 @@ from registrar.contracts.envelope import Envelope
 from registrar.contracts.events import redacted
 from registrar.contracts.topics import ALL_TOPICS, REGISTRY_EVENTS, Topic
 from registrar.projector.wake_signal import WakeSignal
+from registrar.retrying import OUTAGE
 from registrar.store.event_store import START, Checkpoint, PostgresEventStore, RecordedEvent
 
 log = logging.getLogger("registrar.relay")
@@ -188,7 +189,7 @@ class Relay:
                 # here would end the relay's process.
                 failures += 1
                 log.warning("relay: publishing failed (%r); retry %d", error, failures)
-                await asyncio.sleep(min(5.0, 0.1 * 2**failures))
+                await asyncio.sleep(OUTAGE.pause(failures))
                 last_check = -self.broker_check_seconds
                 continue
             await self._wake.sleep(self.idle_poll_seconds)

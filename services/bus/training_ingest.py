@@ -4,9 +4,7 @@ the run, so a redelivered message, or another message about the same run, change
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import random
 from dataclasses import dataclass
 from typing import Any
 from uuid import UUID, uuid5
@@ -34,7 +32,8 @@ from registrar.domain.errors import Conflict, DomainError
 from registrar.domain.runs import RunState, decide_run, fold_run, run_stream_id
 from registrar.domain.state import ModelState
 from registrar.registry import Registry
-from registrar.store.event_store import ConcurrencyConflict, NewEvent, StreamHead
+from registrar.retrying import appended_with_retries
+from registrar.store.event_store import NewEvent, StreamHead
 
 log = logging.getLogger("registrar.ingest")
 
@@ -45,7 +44,6 @@ INGEST_PRINCIPAL = Principal(INGEST_ACTOR, Role.CONTRIBUTOR)
 (REGISTRAR_INGEST_USER, REGISTRAR_INGEST_ROLE): a service principal fixed when the consumer
 starts, never whoever wrote the message. Contributor is enough to record runs and register."""
 _ID_NAMESPACE = UUID("5d0c1f7e-9a43-4c56-b7a2-3f0d6c2e8b91")  # namespace of run-derived ids
-_MAX_RECORD_ATTEMPTS = 5
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,7 +121,7 @@ async def _record_run(
     command = RecordRun(**message.facts())
     stream_id = run_stream_id(command.run_id)
     command_id = run_command_id(command, "RecordRun")
-    for attempt in range(1, _MAX_RECORD_ATTEMPTS + 1):
+    async def once() -> tuple[RunState, int, bool]:
         stored = await registry.store.read_stream(stream_id)
         state = fold_run(stored)
         decided = decide_run(command, state)
@@ -144,18 +142,13 @@ async def _record_run(
             )
             for index, event in enumerate(decided)
         ]
-        try:
-            appended = await registry.store.append(stream_id, head, new_events)
-        except ConcurrencyConflict:
-            # Another ingest of this run got there first: read what it wrote (a recorded run).
-            if attempt == _MAX_RECORD_ATTEMPTS:
-                raise
-            await asyncio.sleep(random.uniform(0, 0.01 * attempt))
-            continue
+        # A concurrent ingest of this run that got there first is read on the next try.
+        appended = await registry.store.append(stream_id, head, new_events)
         recorded = fold_run([*stored, *appended])
         assert recorded is not None
         return recorded, appended[-1].position or 0, True
-    raise AssertionError("unreachable: the last attempt returns or raises")
+
+    return await appended_with_retries(once, what=f"run {command.run_id!r}", log=log)
 
 
 def _version_of(run: TrainingRun, name: str) -> RegisterVersion:

@@ -7,7 +7,6 @@ import asyncio
 import contextlib
 import hashlib
 import logging
-import random
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
@@ -46,6 +45,7 @@ from registrar.domain.state import (
     state_from_json,
     state_to_json,
 )
+from registrar.retrying import CONTENTION
 from registrar.store.event_store import (
     ConcurrencyConflict,
     EventIdsTaken,
@@ -301,7 +301,7 @@ class CommandHandler:
                 # Someone else wrote first: pause a little (so concurrent writers in other
                 # processes spread out), then read what they wrote and decide again.
                 conflicts += 1
-                await asyncio.sleep(random.uniform(0, min(0.1, 0.002 * 2**conflicts)))
+                await asyncio.sleep(CONTENTION.pause(conflicts))
                 continue
             if not _continues(loaded, new_events, appended):
                 return await self._replayed(command, meta, loaded, appended)

@@ -4,8 +4,7 @@ whole when a gate cannot be parsed; re-applying the policy in force changes noth
 
 from __future__ import annotations
 
-import asyncio
-import random
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -14,16 +13,15 @@ from uuid import UUID
 from registrar.contracts.identifiers import derived_event_id
 from registrar.contracts.policies import POLICY_SCHEMA_VERSION, POLICY_STREAM_ID, PolicyDocument
 from registrar.contracts.values import Role
-from registrar.domain.errors import Conflict
 from registrar.domain.policies import NO_POLICIES, PolicySet, decide_policy, fold_policies
+from registrar.retrying import appended_with_retries
 from registrar.store.event_store import (
-    ConcurrencyConflict,
     NewEvent,
     PostgresEventStore,
     StreamHead,
 )
 
-_MAX_ATTEMPTS = 20
+log = logging.getLogger("registrar.policies")
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,7 +64,7 @@ class PromotionPolicies:
     ) -> tuple[PolicyStream, bool]:
         """Put `document` in force for `actor` (who must be an admin): (the stream after, whether
         it changed). Raises a DomainError naming each gate that cannot be parsed."""
-        for attempt in range(1, _MAX_ATTEMPTS + 1):
+        async def once() -> tuple[PolicyStream, bool]:
             loaded = await self.load()
             decided = decide_policy(document, loaded.policies, role)
             if not decided:
@@ -84,10 +82,7 @@ class PromotionPolicies:
                 )
                 for index, event in enumerate(decided)
             ]
-            try:
-                await self.store.append(POLICY_STREAM_ID, loaded.head, new_events)
-            except ConcurrencyConflict:
-                await asyncio.sleep(random.uniform(0, 0.005 * attempt))
-                continue
+            await self.store.append(POLICY_STREAM_ID, loaded.head, new_events)
             return await self.load(), True
-        raise Conflict("the promotion policy is being changed by many writers at once; retry")
+
+        return await appended_with_retries(once, what="the promotion policy", log=log)

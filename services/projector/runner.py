@@ -16,6 +16,7 @@ from registrar.projections.ports import Projection
 from registrar.projector.halts import clear_halt, halt_reason, is_transient, record_halt
 from registrar.projector.status import record_progress
 from registrar.projector.wake_signal import WakeSignal
+from registrar.retrying import OUTAGE
 from registrar.store.advisory_locks import HeldLock, lock_key, session_lock
 from registrar.store.event_store import START, Checkpoint, PostgresEventStore, RecordedEvent
 
@@ -198,7 +199,7 @@ class Projector:
                     if not careful:  # at once, one event at a time
                         careful_until, failures = self.last_batch[-1].checkpoint, 0
                         continue
-                await asyncio.sleep(min(60.0, 2.0 ** (failures - 1)))
+                await asyncio.sleep(OUTAGE.pause(failures))
                 continue
             failures = 0
             if applied == self.batch_size:
