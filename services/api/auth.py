@@ -25,6 +25,7 @@ from registrar.access.permissions import (
 from registrar.access.principal import ANONYMOUS, PRINCIPAL_SCOPE_KEY
 from registrar.api.mlflow.errors import MlflowError
 from registrar.api.mlflow.fields import FIELDS_SCOPE_KEY, Fields
+from registrar.api.request_body import read_body, replaying
 from registrar.api.responses import JSON, error
 
 _CHALLENGE = {"WWW-Authenticate": 'Bearer realm="registrar", Basic realm="registrar"'}
@@ -97,24 +98,7 @@ async def _with_model_name(
     Raises MlflowError when the fields cannot be read (the handler would refuse them too)."""
     if need.model is not None or not need.model_in_body:
         return need, receive
-    chunks: list[bytes] = []
-    while True:
-        message = await receive()
-        if message["type"] != "http.request":
-            break
-        chunks.append(message.get("body", b""))
-        if not message.get("more_body", False):
-            break
-    body = b"".join(chunks)
-    replayed = False
-
-    async def replay() -> Message:
-        nonlocal replayed
-        if not replayed:
-            replayed = True
-            return {"type": "http.request", "body": body, "more_body": False}
-        return await receive()
-
+    body = await read_body(receive)
     fields = Fields.parse(scope["method"], scope.get("query_string", b""), body)
     scope[FIELDS_SCOPE_KEY] = fields
-    return replace(need, model=fields.text("name")), replay
+    return replace(need, model=fields.text("name")), replaying(body, receive)
