@@ -21,10 +21,12 @@ from registrar.bus.kafka_broker import ensure_topics, wait_for_broker
 from registrar.bus.kafka_projector import attach_projection
 from registrar.bus.relay import Relay
 from registrar.bus.training_ingest import INGEST_PRINCIPAL
+from registrar.logs import CONSUMERS_LOGGER
 from registrar.projections.catalogue import READ_MODELS, read_model
 from registrar.registry import Registry
 
 log = logging.getLogger("registrar.runtime")
+consumers_log = logging.getLogger(CONSUMERS_LOGGER)
 
 STOP_SECONDS = 3.0
 """How long a stop waits for each part (requests in flight, Kafka clients leaving their groups)
@@ -98,7 +100,7 @@ def _consumers(
         attachers.append(lambda kafka: attach_command_bus(kafka, registry, guard=guard))
     consumers = []
     for attach in attachers:
-        kafka = KafkaBroker(bootstrap, client_id="registrar", logger=log)
+        kafka = KafkaBroker(bootstrap, client_id="registrar", logger=consumers_log)
         attach(kafka)
         consumers.append(kafka)
     return consumers
@@ -152,6 +154,9 @@ async def run(
                 create_app(registry, auth_required=auth_required),
                 host=host,
                 port=port,
+                # No formatters of its own: its records reach the root handler in Registrar's
+                # format (registrar.logs), and the API's access log writes one line a request.
+                log_config=None,
                 log_level=logging.getLogger().level,
                 access_log=False,
                 http="httptools",  # the C parser: h11's pure-Python one cost ~15% of a request

@@ -31,6 +31,9 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: Annotated[int, Field(ge=0, le=65535)] = 8080
     log_level: Literal["debug", "info", "warning", "error", "critical"] = "info"
+    log_format: Literal["text", "json"] = "text"
+    """$REGISTRAR_LOG_FORMAT: "text" lines for people, "json" (one object a line) for machines;
+    the `--log-format` option wins over it."""
     query_wait_seconds: Annotated[float, Field(gt=0, le=3600)] = 10.0
     """How long a projection query waits for the projection to reach the client's last write."""
     auth: Literal["", "required", "optional"] = ""
@@ -47,7 +50,7 @@ class Settings(BaseSettings):
     def _absolute(cls, home: Path) -> Path:
         return home.absolute()
 
-    @field_validator("log_level", "auth", "ingest_role", mode="before")
+    @field_validator("log_level", "log_format", "auth", "ingest_role", mode="before")
     @classmethod
     def _any_case(cls, value: object) -> object:
         return value.strip().lower() if isinstance(value, str) else value

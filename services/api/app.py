@@ -20,6 +20,7 @@ from registrar.api import (
     run_routes,
     version_routes,
 )
+from registrar.api.access_log import AccessLog
 from registrar.api.auth import AccessControl
 from registrar.api.body_limit import BodyLimit
 from registrar.api.context import document_headers, registry_of
@@ -72,7 +73,8 @@ def create_app(
     app.state.access_guard = guard
     if guard is not None:
         app.add_middleware(AccessControl, guard=guard)
-    app.add_middleware(BodyLimit)  # outermost: before anything reads the body
+    app.add_middleware(BodyLimit)  # before anything reads the body
+    app.add_middleware(AccessLog)  # outermost: a line for every request, refused ones too
     app.include_router(admin_routes.router)
     app.include_router(model_routes.router)
     app.include_router(version_routes.router)

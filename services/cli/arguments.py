@@ -9,6 +9,7 @@ from typing import Any, get_args
 from registrar import __version__
 from registrar.cli.policy import add_policy_commands
 from registrar.cli.tokens import add_token_commands
+from registrar.logs import LogFormat
 from registrar.projections.catalogue import READ_MODELS
 from registrar.runtime import PROJECTIONS
 
@@ -30,6 +31,13 @@ def parser() -> argparse.ArgumentParser:
         prog="registrar", description="An event-sourced ML model registry"
     )
     root.add_argument("--version", action="version", version=f"registrar {__version__}")
+    root.add_argument(
+        "--log-format",
+        choices=get_args(LogFormat),
+        default=None,
+        help="text lines for people (default), or one JSON object a line for machines;"
+        " wins over REGISTRAR_LOG_FORMAT",
+    )
     commands = root.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     up = commands.add_parser(

@@ -5,13 +5,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gc
-import logging
 import sys
 from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
 from registrar.cli.arguments import parser
+from registrar.logs import configure_logging
 from registrar.projections.catalogue import READ_MODELS
 from registrar.runtime import PROJECTIONS, Roles
 from registrar.settings import Settings, SettingsError
@@ -413,10 +413,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _command(args: argparse.Namespace, settings: Settings) -> int:
-    logging.basicConfig(
-        level=settings.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    configure_logging(settings.log_level, args.log_format or settings.log_format)
     make_roles: Callable[[], Roles] | None = {
         "up": Roles.everything,
         "serve": lambda: _serving(settings, args),
