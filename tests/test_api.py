@@ -601,3 +601,22 @@ async def test_a_parent_named_by_a_former_name_is_refused_with_the_current_name(
     )
     assert accepted.status_code == 201
     assert accepted.json()["parents"][0]["model"] == current
+
+
+@pytest.mark.parametrize(
+    "path", ["/v1/models", "/v1/versions", "/v1/approvals", "/v1/audit", "/v1/models/{m}/stages"]
+)
+async def test_a_min_position_at_an_event_no_read_model_keeps_answers_at_once(
+    api: httpx.AsyncClient, registry: Registry, path: str
+) -> None:
+    """A token's event, say: the read models keep no access stream, so waiting for them to
+    apply it would never end; the read waits for the newest model event before it instead."""
+    name = await new_model(api)
+    issued = await api.post("/v1/admin/tokens", json={"user": unique("u"), "role": "viewer"})
+    assert issued.status_code == 201, issued.text
+    async with registry.engine.connect() as conn:
+        position = (
+            await conn.execute(text("SELECT max(position) FROM events WHERE type = 'TokenIssued'"))
+        ).scalar_one()
+    answer = await api.get(path.format(m=name), params={"min_position": position})
+    assert answer.status_code == 200, answer.text

@@ -12,7 +12,7 @@ from sqlalchemy import text
 
 from registrar.api.context import command_meta, handle, registry_of
 from registrar.api.model_routes import NamePath
-from registrar.api.queries import MinPosition, PageSize, PageToken
+from registrar.api.queries import MinPosition, PageSize, PageToken, model_event_at
 from registrar.api.responses import JSON, with_position
 from registrar.api.version_routes import VersionPath
 from registrar.commands.command_handler import Outcome
@@ -193,12 +193,8 @@ async def list_approvals(
 ) -> JSON:
     registry = registry_of(request)
     wanted = dict(registry.unconfirmed_writes)
-    if min_position is not None:
-        written = await registry.store.stream_version_at(min_position)
-        if written is None:
-            raise HTTPException(
-                422, f"min_position {min_position} is not a stored event's position"
-            )
+    written = None if min_position is None else await model_event_at(registry, min_position)
+    if written is not None:
         wanted[written[0]] = max(written[1], wanted.get(written[0], 0))
     if not await wait_until_applied(registry.engine, wanted, registry.query_wait_seconds):
         raise HTTPException(503, "the approvals projection has not caught up yet; retry shortly")

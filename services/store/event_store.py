@@ -206,6 +206,10 @@ _READ_BY_NAME = (
 )
 _CHECKPOINT_OF = "SELECT transaction_id::text::bigint FROM events WHERE position = $1"
 _STREAM_VERSION_AT = "SELECT stream_id, stream_version FROM events WHERE position = $1"
+_LAST_OF_TYPES_UP_TO = (
+    "SELECT stream_id, stream_version FROM events WHERE position <= $1 AND type = ANY($2::text[])"
+    " ORDER BY position DESC LIMIT 1"
+)
 # The model that held `name` at an instant, if one did.
 _HOLDER_OF_NAME_AT = (
     "SELECT stream_id FROM model_names WHERE name = $1 AND claimed_at <= $2"
@@ -460,6 +464,15 @@ class PostgresEventStore:
         """(stream id, stream version) of the event at `position`, if it is stored."""
         async with self._driver() as conn:
             row = await conn.fetchrow(_STREAM_VERSION_AT, position)
+        return None if row is None else (row["stream_id"], row["stream_version"])
+
+    async def last_of_types_up_to(
+        self, position: int, types: Sequence[str]
+    ) -> tuple[str, int] | None:
+        """(stream id, stream version) of the newest event of one of `types` at or before
+        `position`, if there is one."""
+        async with self._driver() as conn:
+            row = await conn.fetchrow(_LAST_OF_TYPES_UP_TO, position, list(types))
         return None if row is None else (row["stream_id"], row["stream_version"])
 
     async def resolve_name(self, name: str, at: datetime | None = None) -> str | None:
