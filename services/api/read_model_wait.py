@@ -9,7 +9,6 @@ import time
 from fastapi import HTTPException
 from sqlalchemy import TextClause
 
-from registrar.api.queries import model_event_at
 from registrar.projector.halts import halted_message, halted_reason
 from registrar.registry import Registry
 
@@ -21,9 +20,9 @@ async def wait_for_read_model(
     true once the read model `name` has applied that stream version) says so, or 503."""
     if min_position is None:
         return
-    written = await model_event_at(registry, min_position)
+    written = await registry.store.stream_version_at(min_position)
     if written is None:
-        return  # no model event up to there: nothing a read model must have applied
+        raise HTTPException(422, f"min_position {min_position} is not a stored event's position")
     params = {
         "stream": written[0],
         "version": written[1],
