@@ -11,6 +11,7 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
 from starlette.exceptions import HTTPException
 
+from registrar.api.refused_input import DATABASE_ERRORS, refused_input
 from registrar.api.responses import JSON, error
 from registrar.domain.errors import Conflict, DomainError, Forbidden, NotFound
 from registrar.projections.paging import BadPageToken
@@ -50,6 +51,15 @@ def install_error_handlers(app: FastAPI) -> None:
         # Raised when a path parameter (a model name, an alias) makes an invalid command.
         fields = _fields(list(exc.errors()))
         return error(422, "invalid", _summary(fields), fields)
+
+    async def database_refused(_: Request, exc: Exception) -> JSON:
+        problem = refused_input(exc)
+        if problem is None:
+            raise exc
+        return error(422, "invalid", problem)
+
+    for refusing in (*DATABASE_ERRORS,):
+        app.add_exception_handler(refusing, database_refused)
 
     @app.exception_handler(BadPageToken)
     async def bad_page_token(_: Request, exc: BadPageToken) -> JSON:

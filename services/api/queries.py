@@ -12,6 +12,8 @@ from registrar.projections.current_state import NAME as CURRENT_STATE
 from registrar.projector.halts import halted_message
 from registrar.registry import Registry
 
+MAX_POSITION = 2**63 - 1
+"""Positions are PostgreSQL bigints."""
 PageSize = Annotated[int, Query(ge=1, le=1000, description="At most this many items")]
 PageToken = Annotated[str | None, Query(description="next_page_token of the previous page")]
 TagFilters = Annotated[
@@ -22,6 +24,7 @@ MinPosition = Annotated[
     int | None,
     Query(
         ge=1,
+        le=MAX_POSITION,
         description="Answer only once the projection includes this global position",
     ),
 ]

@@ -46,7 +46,7 @@ from registrar.registry import Registry
 
 router = APIRouter(tags=["versions"])
 
-VersionPath = Annotated[int, Path(ge=1, description="The version number")]
+VersionPath = Annotated[int, Path(ge=1, le=2**31 - 1, description="The version number")]
 
 
 def _version_answer(outcome: Outcome, number: int, status: int = 200) -> JSON:

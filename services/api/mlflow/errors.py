@@ -12,6 +12,7 @@ from fastapi.routing import APIRoute
 from pydantic import ValidationError
 from starlette.exceptions import HTTPException
 
+from registrar.api.refused_input import refused_input
 from registrar.api.responses import JSON
 from registrar.domain.errors import (
     Conflict,
@@ -103,6 +104,8 @@ def mlflow_error_of(exc: Exception) -> MlflowError | None:
             return invalid(_problems(exc))
         case BadSearch() | BadPageToken():
             return invalid(str(exc))
+        case _ if (problem := refused_input(exc)) is not None:
+            return invalid(problem)
         case HTTPException(status_code=503):
             return MlflowError(TEMPORARILY_UNAVAILABLE, str(exc.detail))
         case HTTPException():
