@@ -51,3 +51,18 @@ def source_problem(source: str, run_id: str) -> str | None:
             " identify the resource that contains the source."
         )
     return None
+
+
+def model_reference(source: str) -> tuple[str, str] | None:
+    """(model name, version number, alias or stage) a `models:/` source points at, e.g.
+    ("churn", "3") for models:/churn/3 and ("churn", "champion") for models:/churn@champion; None
+    for any other source (a copied version's source is the version it was copied from)."""
+    parsed = urlparse(source)
+    if parsed.scheme != "models" or parsed.netloc:
+        return None
+    path = parsed.path.lstrip("/")
+    if "@" in path and "/" not in path:
+        name, _, alias = path.partition("@")
+        return (name, alias) if name and alias else None
+    name, _, which = path.rpartition("/")
+    return (name, which) if name and which else None

@@ -107,3 +107,29 @@ async def test_missing_models_and_versions_are_named_in_mlflows_words(
     )
     assert tagged.status_code == 404
     assert tagged.json()["message"] == f"Model Version (name={model}, version=7) not found"
+
+
+async def test_a_copied_versions_download_uri_is_where_the_original_is_stored(
+    api: httpx.AsyncClient, model: str
+) -> None:
+    """MlflowClient.copy_model_version registers the copy with the original's models:/ URI as
+    its source; downloading the copy must reach the original's files."""
+    original = await api.post(
+        f"{MLFLOW}/model-versions/create", json={"name": model, "source": "s3://bucket/original"}
+    )
+    assert original.status_code == 200
+    await api.post(
+        f"{MLFLOW}/registered-models/alias", json={"name": model, "alias": "gold", "version": "1"}
+    )
+    copies = unique("copies")
+    await api.post(f"{MLFLOW}/registered-models/create", json={"name": copies})
+    for source in (f"models:/{model}/1", f"models:/{model}@gold", f"models:/{copies}/1"):
+        made = await api.post(
+            f"{MLFLOW}/model-versions/create", json={"name": copies, "source": source}
+        )
+        assert made.status_code == 200, made.text
+        number = made.json()["model_version"]["version"]
+        uri = await api.get(
+            f"{MLFLOW}/model-versions/get-download-uri", params={"name": copies, "version": number}
+        )
+        assert uri.json() == {"artifact_uri": "s3://bucket/original"}, source

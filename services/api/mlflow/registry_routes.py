@@ -46,6 +46,7 @@ from registrar.domain.mlflow_search import (
     parse_filter,
     parse_order_by,
 )
+from registrar.domain.sources import model_reference
 from registrar.domain.state import ModelState, VersionState
 from registrar.projections.current_state import (
     latest_versions_per_stage,
@@ -54,6 +55,7 @@ from registrar.projections.current_state import (
     version_view,
     versions_matching,
 )
+from registrar.registry import Registry
 
 Endpoint = Callable[[Request], Awaitable[JSON]]
 
@@ -287,10 +289,48 @@ async def transition_model_version_stage(request: Request) -> JSON:
     return _version_answer((await _handled(request, command)).state, command.version)
 
 
+MAX_COPY_HOPS = 10
+"""A copy of a copy of ... is followed this far to the artifact's storage location."""
+
+
 async def get_model_version_download_uri(request: Request) -> JSON:
     fields = await Fields.of(request)
     state = await _model(request, fields)
-    return JSON({"artifact_uri": _live(state, fields.version()).source})
+    source = _live(state, fields.version()).source
+    return JSON({"artifact_uri": await _storage_location(registry_of(request), source)})
+
+
+async def _storage_location(registry: Registry, source: str) -> str:
+    """Where a version's files are: its source, or for a copied version (a `models:/` source of
+    this registry, as MlflowClient.copy_model_version makes), the source it was copied from."""
+    for _ in range(MAX_COPY_HOPS):
+        reference = model_reference(source)
+        if reference is None:
+            return source
+        name, which = reference
+        loaded = await registry.commands.load(name)
+        model = loaded.state if loaded is not None else None
+        if model is None or model.deleted or model.name != name:
+            return source
+        version = model.live_version(_version_meant(model, which))
+        if version is None:
+            return source
+        source = version.source
+    return source
+
+
+def _version_meant(model: ModelState, which: str) -> int:
+    """The version number `which` means: a number, an alias, or a stage (its newest version)."""
+    if which.isdigit():
+        return int(which)
+    if which in model.aliases:
+        return model.aliases[which]
+    in_stage = [
+        number
+        for number, version in model.versions.items()
+        if not version.deleted and version.stage.value.lower() == which.lower()
+    ]
+    return max(in_stage, default=0)
 
 
 async def set_model_version_tag(request: Request) -> JSON:
