@@ -38,7 +38,7 @@ from urllib.parse import unquote, urlsplit
 import asyncpg  # type: ignore[import-untyped]
 
 REPO = Path(__file__).resolve().parent.parent
-EVENTS_MIGRATION = REPO / "services" / "migrations" / "0001_event_store.sql"
+EVENTS_MIGRATION = REPO / "services" / "store" / "migrations" / "0001_event_store.sql"
 DEFAULT_URL = "postgresql://postgres@127.0.0.1:5432/test"
 
 # A VersionRegistered payload of a realistic size (~330 bytes), as the server would store it.
