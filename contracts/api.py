@@ -3,7 +3,8 @@ documents (/openapi.json) with them, and the Python client (registrar.client) pa
 
 Request bodies refuse unknown fields, as every contract does. Response bodies ignore them, so a
 server that adds a field does not break a client built before it. The answers of the approval,
-lineage, audit and history routes are in registrar.contracts.api_answers."""
+lineage, audit and history routes are in registrar.contracts.api_answers; every refusal is an
+ErrorBody."""
 
 from __future__ import annotations
 
@@ -173,3 +174,32 @@ class Whoami(Answer):
     role: str
     authenticated: bool
     token_id: str | None = None
+
+
+# Errors ------------------------------------------------------------------------------------------
+
+
+class FieldProblem(Answer):
+    field: str = Field(
+        description="Where, as a dotted location: body.name, body.tags.k, query.page_size,"
+        " path.version; page_token for a bad page token"
+    )
+    problem: str
+
+
+class ErrorDetail(Answer):
+    code: str = Field(
+        description="Stable, for machines: invalid, not_found, conflict, forbidden,"
+        " unauthenticated, permission_denied, too_large, unavailable, ..."
+    )
+    message: str = Field(description="For people: what was refused, and why")
+    fields: list[FieldProblem] = Field(
+        default_factory=list,
+        description="Each field that was wrong (422 only; absent when no one field was)",
+    )
+
+
+class ErrorBody(Answer):
+    """Every refusal of the /v1 API (4xx, 503): `{"error": {"code", "message", "fields"?}}`."""
+
+    error: ErrorDetail

@@ -187,3 +187,62 @@ StagesAt = dict[str, list[VersionAsText]]
 
 AliasesAt = dict[str, VersionAsText]
 """A model's aliases at an instant and the version each named: {"champion": 3}."""
+
+
+# Health, projections and the hash chains --------------------------------------------------------
+
+
+class Health(Answer):
+    status: str = Field(description='"ok": the registry can serve requests')
+
+
+class Halt(Answer):
+    """Why a projection stopped: the event it cannot apply."""
+
+    at: datetime
+    reason: str
+    position: int
+
+
+class ProjectionPosition(Answer):
+    name: str
+    position: int = Field(description="The highest global position it applied")
+    lag: int = Field(description="How far behind the store's head it is (0: caught up)")
+    updated_at: datetime
+    events_applied: int
+    halted: Halt | None = None
+
+
+class RelayPosition(Answer):
+    name: str
+    position: int = Field(description="The highest global position it published")
+    lag: int
+    updated_at: datetime
+    broker_resets: int | None = Field(
+        default=None,
+        description="How often it started over because the broker had lost what it published",
+    )
+
+
+class ProjectionsStatus(Answer):
+    store_position: int = Field(description="The store's head: its newest event's position")
+    projections: list[ProjectionPosition]
+    relays: list[RelayPosition]
+
+
+class BrokenLink(Answer):
+    stream_id: str
+    version: int
+    problem: str
+
+
+class ChainReport(Answer):
+    """Every stream's hash chain recomputed: whether all are intact, and each first broken link."""
+
+    intact: bool
+    streams: int
+    events: int
+    broken: list[BrokenLink]
+    heads_digest: str = Field(
+        description="One sha256 over every stream's head: anchor it outside the database"
+    )

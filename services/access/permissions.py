@@ -47,6 +47,9 @@ MLFLOW_PREFIXES = (
 )
 OPEN_PATHS = frozenset({"/healthz", "/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json"})
 """Health and the API's own documentation: no token needed."""
+DOCS_ASSETS = "/static/docs"
+"""Where the documentation pages' scripts and styles are served (services/api/docs_pages.py):
+open too, or /docs would show a blank page to a browser that has no token to send."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,7 +145,7 @@ def is_mlflow_path(path: str) -> bool:
 
 def requirement(method: str, path: str) -> Requirement | None:
     """What a request needs, or None for the open paths (health, API docs)."""
-    if path in OPEN_PATHS:
+    if path in OPEN_PATHS or path.startswith(DOCS_ASSETS + "/"):
         return None
     method = method.upper()
     if path == "/v1/admin" or path.startswith("/v1/admin/"):

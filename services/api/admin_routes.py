@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 from uuid import UUID
 
 from fastapi import APIRouter, Path, Query, Request
@@ -15,8 +15,9 @@ from registrar.access.guard import AccessGuard
 from registrar.access.principal import PRINCIPAL_SCOPE_KEY, Principal
 from registrar.access.rules import MAX_LABEL_LENGTH
 from registrar.api.context import command_meta, registry_of
+from registrar.api.openapi_document import refusals
 from registrar.api.responses import JSON, with_position
-from registrar.contracts.api import Body, Whoami
+from registrar.contracts.api import Answer, Body, Whoami
 from registrar.contracts.values import ModelName, Role
 
 router = APIRouter(tags=["access"])
@@ -59,6 +60,28 @@ class OwnerOut(Body):
     granted_by: str
 
 
+class AccessEventOut(Answer):
+    """An access event's answer: the event's fields, who made it, when, and its position."""
+
+    actor: str
+    recorded_at: datetime
+    position: int
+
+
+class TokenRevokedOut(AccessEventOut):
+    type: Literal["TokenRevoked"]
+    token_id: UUID
+    user: str
+    reason: str
+
+
+class OwnershipOut(AccessEventOut):
+    type: Literal["OwnershipGranted", "OwnershipRevoked"]
+    user: str
+    model_id: str = Field(description="The model's stream id: ownership survives a rename")
+    model_name: str
+
+
 def _administration(request: Request) -> AccessAdministration:
     return AccessAdministration(registry_of(request).store)
 
@@ -87,6 +110,7 @@ def _guard(request: Request) -> AccessGuard | None:
     status_code=201,
     response_model=IssuedTokenOut,
     summary="Issue a bearer token for a user with a role (the token is shown only here)",
+    responses=refusals(409),
 )
 async def create_token(body: CreateToken, request: Request) -> JSON:
     administration = _administration(request)
@@ -117,7 +141,9 @@ async def list_tokens(
 
 @router.delete(
     "/v1/admin/tokens/{token_id}",
+    response_model=TokenRevokedOut,
     summary="Revoke a token: refused from then on, in every API process within milliseconds",
+    responses=refusals(404, 409),
 )
 async def revoke_token(
     token_id: Annotated[UUID, Path(description="The token's id (not the token)")],
@@ -134,7 +160,9 @@ async def revoke_token(
 @router.post(
     "/v1/admin/grants",
     status_code=201,
+    response_model=OwnershipOut,
     summary="Make a user an owner of a model (owners may describe, tag, rename and delete it)",
+    responses=refusals(404, 409),
 )
 async def grant(body: Grant, request: Request) -> JSON:
     stored = await _administration(request).grant_ownership(
@@ -156,7 +184,12 @@ async def list_grants(
     return JSON(await _administration(request).owners(user, model))
 
 
-@router.delete("/v1/admin/grants/{model}/{user}", summary="Take a model's ownership from a user")
+@router.delete(
+    "/v1/admin/grants/{model}/{user}",
+    response_model=OwnershipOut,
+    summary="Take a model's ownership from a user",
+    responses=refusals(404, 409),
+)
 async def revoke_grant(
     model: Annotated[str, Path()], user: Annotated[str, Path()], request: Request
 ) -> JSON:
@@ -168,6 +201,7 @@ async def revoke_grant(
     "/v1/whoami",
     response_model=Whoami,
     summary="The caller: user and role (admin when authentication is off)",
+    responses=refusals(422),
 )
 async def whoami(request: Request) -> JSON:
     principal: Principal | None = request.scope.get(PRINCIPAL_SCOPE_KEY)

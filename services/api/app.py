@@ -24,9 +24,12 @@ from registrar.api.access_log import AccessLog
 from registrar.api.auth import AccessControl
 from registrar.api.body_limit import BodyLimit
 from registrar.api.context import document_headers, registry_of
+from registrar.api.docs_pages import install_docs
 from registrar.api.errors import install_error_handlers
 from registrar.api.mlflow import routes as mlflow_routes
+from registrar.api.openapi_document import DESCRIPTION, completed
 from registrar.api.responses import JSON
+from registrar.contracts.api_answers import ChainReport, Health, ProjectionsStatus
 from registrar.projector.status import status
 from registrar.registry import Registry
 from registrar.store.chain_verification import verify_chains
@@ -66,8 +69,11 @@ def create_app(
         title="Registrar",
         version="0.1.0",
         summary="An event-sourced ML model registry",
+        description=DESCRIPTION,
         lifespan=lifespan,
         default_response_class=JSON,
+        docs_url=None,  # install_docs serves them, without a CDN
+        redoc_url=None,
     )
     install_error_handlers(app)
     app.state.access_guard = guard
@@ -84,8 +90,14 @@ def create_app(
     app.include_router(audit_routes.router)
     app.include_router(history_routes.router)
     app.include_router(approval_routes.router)
+    install_docs(app)
 
-    @app.get("/healthz", tags=["health"], summary="200 once the registry can serve requests")
+    @app.get(
+        "/healthz",
+        tags=["health"],
+        response_model=Health,
+        summary="200 once the registry can serve requests",
+    )
     async def healthz(request: Request) -> JSON:
         async with registry_of(request).engine.connect() as conn:
             await conn.execute(text("SELECT 1"))
@@ -94,6 +106,7 @@ def create_app(
     @app.get(
         "/v1/projections",
         tags=["health"],
+        response_model=ProjectionsStatus,
         summary="Each projection's and the relay's position, and their lag behind the store",
     )
     async def projections(request: Request) -> JSON:
@@ -103,6 +116,7 @@ def create_app(
     @app.get(
         "/v1/audit/verify",
         tags=["audit"],
+        response_model=ChainReport,
         summary="Recompute every stream's hash chain; name the first broken link of each",
     )
     async def audit_verify(request: Request) -> JSON:
@@ -111,7 +125,7 @@ def create_app(
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
-            app.openapi_schema = document_headers(FastAPI.openapi(app))
+            app.openapi_schema = completed(document_headers(FastAPI.openapi(app)))
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]

@@ -12,6 +12,7 @@ from sqlalchemy import text
 
 from registrar.api.context import command_meta, handle, registry_of
 from registrar.api.model_routes import NamePath
+from registrar.api.openapi_document import refusals
 from registrar.api.queries import MinPosition, PageSize, PageToken, model_event_at
 from registrar.api.responses import JSON, with_position
 from registrar.api.version_routes import VersionPath
@@ -92,6 +93,7 @@ async def _answer(
     status_code=201,
     response_model=TransitionRequestOut,
     summary="Request a move to a stage or of an alias: applied at once if nothing is missing",
+    responses=refusals(404, 409),
 )
 async def request_transition(
     name: NamePath,
@@ -130,6 +132,7 @@ async def _model_of_request(registry: Registry, request_id: str) -> ModelState:
     "/v1/transition-requests/{request_id}",
     response_model=TransitionRequestOut,
     summary="A request (strongly consistent)",
+    responses=refusals(404),
 )
 async def get_request(request_id: RequestIdPath, request: Request) -> JSON:
     registry = registry_of(request)
@@ -149,6 +152,7 @@ async def _decide(request: Request, request_id: str, body: CommentBody, kind: ty
     "/v1/transition-requests/{request_id}/approve",
     response_model=TransitionRequestOut,
     summary="Approve: the last approval needed applies the move (if the gates pass)",
+    responses=refusals(404, 409),
 )
 async def approve(
     request_id: RequestIdPath, request: Request, body: CommentBody = _NO_COMMENT
@@ -160,6 +164,7 @@ async def approve(
     "/v1/transition-requests/{request_id}/reject",
     response_model=TransitionRequestOut,
     summary="Reject (closes it)",
+    responses=refusals(404, 409),
 )
 async def reject(
     request_id: RequestIdPath, request: Request, body: CommentBody = _NO_COMMENT
@@ -171,6 +176,7 @@ async def reject(
     "/v1/transition-requests/{request_id}/cancel",
     response_model=TransitionRequestOut,
     summary="Cancel (the requester)",
+    responses=refusals(404, 409),
 )
 async def cancel(
     request_id: RequestIdPath, request: Request, body: CommentBody = _NO_COMMENT
@@ -182,6 +188,7 @@ async def cancel(
     "/v1/approvals",
     response_model=RequestPage,
     summary="Transition requests, oldest first, e.g. ?state=pending",
+    responses=refusals(503),
 )
 async def list_approvals(
     request: Request,
@@ -225,6 +232,7 @@ async def get_policies(request: Request) -> JSON:
     "/v1/policies",
     response_model=PolicyOut,
     summary="Apply a promotion policy (admins only); it replaces the one in force",
+    responses=refusals(409),
 )
 async def put_policies(body: PolicyDocument, request: Request) -> JSON:
     meta = command_meta(request)

@@ -3,12 +3,13 @@ and its export as JSONL or CSV, streamed."""
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.responses import Response, StreamingResponse
 
 from registrar.api.context import registry_of
+from registrar.api.openapi_document import refusals
 from registrar.api.queries import MinPosition, PageSize, PageToken
 from registrar.api.read_model_wait import wait_for_read_model
 from registrar.api.responses import JSON
@@ -40,6 +41,15 @@ Action = Annotated[
 Since = Annotated[str | None, Query(description="RFC 3339: events recorded at or after it")]
 Until = Annotated[str | None, Query(description="RFC 3339: events recorded before it")]
 ExportFormat = Literal["jsonl", "csv"]
+EXPORTED: dict[int | str, dict[str, Any]] = {
+    200: {
+        "content": {
+            EXPORT_FORMATS[kind].split(";")[0]: {"schema": {"type": "string"}}
+            for kind in ("jsonl", "csv")
+        },
+    }
+}
+"""The export's answer in /openapi.json: text, not one JSON document."""
 
 
 def audit_filter(
@@ -85,6 +95,8 @@ def _export(
     "/v1/audit",
     response_model=AuditPage,
     summary="The audit trail: one row per event and refused attempt, in position order",
+    response_description="One page; with format=jsonl or csv, every matching row as text",
+    responses={**EXPORTED, **refusals(503)},
 )
 async def audit(
     request: Request,
@@ -115,7 +127,10 @@ async def audit(
 
 @router.get(
     "/v1/audit/export",
+    response_class=StreamingResponse,  # not JSON: no application/json answer documented
+    response_description="Every matching row, streamed: JSONL (an AuditRow a line) or CSV",
     summary="Every matching audit row as JSONL (default) or CSV, streamed",
+    responses={**EXPORTED, **refusals(503)},
 )
 async def audit_export(
     request: Request,

@@ -12,6 +12,7 @@ from fastapi import APIRouter, HTTPException, Path, Query, Request
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from registrar.api.context import registry_of
+from registrar.api.openapi_document import refusals
 from registrar.api.queries import MinPosition
 from registrar.api.read_model_wait import wait_for_read_model
 from registrar.api.responses import JSON
@@ -78,6 +79,7 @@ async def _as_of(
     "/v1/models/{name}/stages",
     response_model=StagesAt,
     summary='A model\'s versions in each stage at `as_of`: {"Production": ["3"], ...}',
+    responses=refusals(404, 503),
 )
 async def model_stages(
     request: Request, name: ModelName, as_of: AsOf = None, min_position: MinPosition = None
@@ -89,6 +91,7 @@ async def model_stages(
     "/v1/models/{name}/aliases",
     response_model=AliasesAt,
     summary='A model\'s aliases at `as_of` and the version each named: {"champion": "3"}',
+    responses=refusals(404, 503),
 )
 async def model_aliases(
     request: Request, name: ModelName, as_of: AsOf = None, min_position: MinPosition = None
@@ -100,6 +103,7 @@ async def model_aliases(
     "/v1/models/{name}/versions/{version}/timeline",
     response_model=Timeline,
     summary="A version's stages and aliases over time, each with its validity interval",
+    responses=refusals(404, 503),
 )
 async def timeline(
     request: Request,
@@ -120,6 +124,7 @@ async def timeline(
     "/v1/stages/{stage}",
     response_model=list[StageHolder],
     summary="Every model's versions in `stage` at `as_of`, with the time each entered it",
+    responses=refusals(503),
 )
 async def stage_holders(
     request: Request,

@@ -9,6 +9,7 @@ from fastapi import APIRouter, Query, Request
 from sqlalchemy import text
 
 from registrar.api.context import registry_of
+from registrar.api.openapi_document import refusals
 from registrar.api.queries import MinPosition
 from registrar.api.read_model_wait import wait_for_read_model
 from registrar.api.responses import JSON
@@ -54,6 +55,7 @@ _APPLIED = text(
     "/v1/lineage",
     response_model=LineageGraph,
     summary="A node's lineage: the nodes and edges within `depth` edges up and/or downstream",
+    responses=refusals(503),
 )
 async def lineage(
     request: Request,
@@ -81,6 +83,7 @@ async def lineage(
     "/v1/lineage/impact",
     response_model=Impact,
     summary="Every version descending from a node, and which are in Production or hold an alias",
+    responses=refusals(503),
 )
 async def lineage_impact(request: Request, node: NodeId, min_position: MinPosition = None) -> JSON:
     registry = registry_of(request)

@@ -7,6 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Query, Request
 
 from registrar.api.context import handle, registry_of
+from registrar.api.openapi_document import refusals
 from registrar.api.queries import (
     MinPosition,
     PageSize,
@@ -65,13 +66,19 @@ def _model_answer(outcome: Outcome, status: int = 200) -> JSON:
     return with_position(model_view(outcome.state), outcome.position, status)
 
 
-@router.post("", status_code=201, response_model=ModelOut, summary="Register a model")
+@router.post(
+    "",
+    status_code=201,
+    response_model=ModelOut,
+    summary="Register a model",
+    responses=refusals(409),
+)
 async def register_model(body: CreateModel, request: Request) -> JSON:
     command = RegisterModel(name=body.name, description=body.description, tags=body.tags)
     return _model_answer(await handle(request, command), 201)
 
 
-@router.get("", response_model=ModelPage, summary="List and search models")
+@router.get("", response_model=ModelPage, summary="List and search models", responses=refusals(503))
 async def search_models(
     request: Request,
     name: Annotated[str | None, Query(description="Name glob: * and ? are wildcards")] = None,
@@ -96,13 +103,23 @@ async def search_models(
     return JSON({"models": models, "next_page_token": token})
 
 
-@router.get("/{name}", response_model=ModelOut, summary="Get a model (strongly consistent)")
+@router.get(
+    "/{name}",
+    response_model=ModelOut,
+    summary="Get a model (strongly consistent)",
+    responses=refusals(404),
+)
 async def get_model(name: NamePath, request: Request) -> JSON:
     registry = registry_of(request)
     return JSON(model_view(await current_model(registry, name)))
 
 
-@router.patch("/{name}", response_model=ModelOut, summary="Update the description and/or rename")
+@router.patch(
+    "/{name}",
+    response_model=ModelOut,
+    summary="Update the description and/or rename",
+    responses=refusals(404, 409),
+)
 async def update_model(name: NamePath, body: UpdateModel, request: Request) -> JSON:
     registry = registry_of(request)
     outcome = None
@@ -120,19 +137,30 @@ async def update_model(name: NamePath, body: UpdateModel, request: Request) -> J
     "/{name}",
     response_model=Deleted,
     summary="Delete a model (its name is released: a new model may take it)",
+    responses=refusals(404, 409),
 )
 async def delete_model(name: NamePath, request: Request) -> JSON:
     outcome = await handle(request, DeleteModel(name=name))
     return with_position({"deleted": True}, outcome.position)
 
 
-@router.put("/{name}/tags/{key}", response_model=ModelOut, summary="Set a model tag")
+@router.put(
+    "/{name}/tags/{key}",
+    response_model=ModelOut,
+    summary="Set a model tag",
+    responses=refusals(404, 409),
+)
 async def set_model_tag(name: NamePath, key: str, body: TagValueBody, request: Request) -> JSON:
     command = SetModelTag(name=name, key=key, value=body.value)
     return _model_answer(await handle(request, command))
 
 
-@router.delete("/{name}/tags/{key}", response_model=ModelOut, summary="Delete a model tag")
+@router.delete(
+    "/{name}/tags/{key}",
+    response_model=ModelOut,
+    summary="Delete a model tag",
+    responses=refusals(404, 409),
+)
 async def delete_model_tag(name: NamePath, key: str, request: Request) -> JSON:
     return _model_answer(await handle(request, DeleteModelTag(name=name, key=key)))
 
@@ -141,6 +169,7 @@ async def delete_model_tag(name: NamePath, key: str, request: Request) -> JSON:
     "/{name}/aliases/{alias}",
     response_model=VersionOut,
     summary="The version an alias names",
+    responses=refusals(404),
 )
 async def get_alias(name: NamePath, alias: AliasPath, request: Request) -> JSON:
     registry = registry_of(request)
@@ -156,6 +185,7 @@ async def get_alias(name: NamePath, alias: AliasPath, request: Request) -> JSON:
     "/{name}/aliases/{alias}",
     response_model=VersionOut,
     summary="Point an alias at a version",
+    responses=refusals(404, 409),
 )
 async def set_alias(name: NamePath, alias: AliasPath, body: AliasBody, request: Request) -> JSON:
     command = SetAlias(name=name, alias=alias, version=body.version)
@@ -164,7 +194,12 @@ async def set_alias(name: NamePath, alias: AliasPath, body: AliasBody, request: 
     return with_position(version_view(outcome.state, version), outcome.position)
 
 
-@router.delete("/{name}/aliases/{alias}", response_model=Deleted, summary="Remove an alias")
+@router.delete(
+    "/{name}/aliases/{alias}",
+    response_model=Deleted,
+    summary="Remove an alias",
+    responses=refusals(404, 409),
+)
 async def delete_alias(name: NamePath, alias: AliasPath, request: Request) -> JSON:
     outcome = await handle(request, DeleteAlias(name=name, alias=alias))
     return with_position({"deleted": True}, outcome.position)

@@ -9,6 +9,7 @@ from fastapi import APIRouter, Path, Request
 
 from registrar.access.principal import Principal
 from registrar.api.context import command_meta, registry_of
+from registrar.api.openapi_document import refusals
 from registrar.api.responses import JSON, with_position
 from registrar.bus.training_ingest import ingest, load_run
 from registrar.contracts.api import IngestOut, RunWithVersions
@@ -31,7 +32,10 @@ def run_view(state: RunState) -> dict[str, Any]:
     "/v1/training-runs",
     status_code=201,
     response_model=IngestOut,
-    responses={200: {"description": "The run was recorded before: nothing changed"}},
+    responses={
+        200: {"model": IngestOut, "description": "The run was recorded before: nothing changed"},
+        **refusals(409),
+    },
     summary="Record a finished training run, and register its version if it names a model",
 )
 async def post_training_run(body: TrainingCompleted, request: Request) -> JSON:
@@ -48,6 +52,7 @@ async def post_training_run(body: TrainingCompleted, request: Request) -> JSON:
     "/v1/runs/{run_id}",
     response_model=RunWithVersions,
     summary="Get a recorded run and the versions of its model registered from it",
+    responses=refusals(404),
 )
 async def get_run(run_id: RunIdPath, request: Request) -> JSON:
     registry = registry_of(request)

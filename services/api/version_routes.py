@@ -9,6 +9,7 @@ from fastapi import APIRouter, Path, Query, Request
 
 from registrar.api.context import handle, registry_of
 from registrar.api.model_routes import NamePath, current_model
+from registrar.api.openapi_document import refusals
 from registrar.api.queries import (
     MinPosition,
     PageSize,
@@ -59,6 +60,7 @@ def _version_answer(outcome: Outcome, number: int, status: int = 200) -> JSON:
     status_code=201,
     response_model=VersionOut,
     summary="Register a new version (numbers are gapless and never reused)",
+    responses=refusals(404, 409),
 )
 async def register_version(name: NamePath, body: CreateVersion, request: Request) -> JSON:
     command = RegisterVersion(name=name, **dict(body))
@@ -71,6 +73,7 @@ async def register_version(name: NamePath, body: CreateVersion, request: Request
     "/v1/models/{name}/versions/{version}",
     response_model=VersionOut,
     summary="Get a version (strongly consistent)",
+    responses=refusals(404),
 )
 async def get_version(name: NamePath, version: VersionPath, request: Request) -> JSON:
     registry = registry_of(request)
@@ -87,6 +90,7 @@ async def get_version(name: NamePath, version: VersionPath, request: Request) ->
     "/v1/models/{name}/versions/{version}",
     response_model=VersionOut,
     summary="Update the description and/or record metrics",
+    responses=refusals(404, 409),
 )
 async def update_version(
     name: NamePath, version: VersionPath, body: UpdateVersion, request: Request
@@ -107,6 +111,7 @@ async def update_version(
     "/v1/models/{name}/versions/{version}/card",
     response_model=VersionOut,
     summary='Set model-card fields (those left out stay; "" clears one)',
+    responses=refusals(404, 409),
 )
 async def update_model_card(
     name: NamePath, version: VersionPath, body: ModelCardPatch, request: Request
@@ -119,13 +124,18 @@ async def update_model_card(
     "/v1/models/{name}/versions/{version}",
     response_model=Deleted,
     summary="Delete a version (its number is never reused; its aliases are released)",
+    responses=refusals(404, 409),
 )
 async def delete_version(name: NamePath, version: VersionPath, request: Request) -> JSON:
     outcome = await handle(request, DeleteVersion(name=name, version=version))
     return with_position({"deleted": True}, outcome.position)
 
 
-@router.put("/v1/models/{name}/versions/{version}/tags/{key}", response_model=VersionOut)
+@router.put(
+    "/v1/models/{name}/versions/{version}/tags/{key}",
+    response_model=VersionOut,
+    responses=refusals(404, 409),
+)
 async def set_version_tag(
     name: NamePath,
     version: VersionPath,
@@ -137,7 +147,11 @@ async def set_version_tag(
     return _version_answer(await handle(request, command), version)
 
 
-@router.delete("/v1/models/{name}/versions/{version}/tags/{key}", response_model=VersionOut)
+@router.delete(
+    "/v1/models/{name}/versions/{version}/tags/{key}",
+    response_model=VersionOut,
+    responses=refusals(404, 409),
+)
 async def delete_version_tag(
     name: NamePath, version: VersionPath, key: str, request: Request
 ) -> JSON:
@@ -149,6 +163,7 @@ async def delete_version_tag(
     "/v1/models/{name}/versions/{version}/stage",
     response_model=VersionOut,
     summary="Move a version to a stage, optionally archiving the stage's other versions",
+    responses=refusals(404, 409),
 )
 async def transition_stage(
     name: NamePath, version: VersionPath, body: StageBody, request: Request
@@ -196,6 +211,7 @@ async def _search(
     "/v1/models/{name}/versions",
     response_model=VersionPage,
     summary="List a model's versions",
+    responses=refusals(404, 503),
 )
 async def list_model_versions(
     name: NamePath,
@@ -225,7 +241,12 @@ async def list_model_versions(
     )
 
 
-@router.get("/v1/versions", response_model=VersionPage, summary="Search versions across models")
+@router.get(
+    "/v1/versions",
+    response_model=VersionPage,
+    summary="Search versions across models",
+    responses=refusals(503),
+)
 async def search_versions(
     request: Request,
     model: Annotated[str | None, Query(description="Only this model's versions")] = None,

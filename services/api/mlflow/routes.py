@@ -6,7 +6,9 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 
 from registrar.api.mlflow import registry_routes, tracking_routes
+from registrar.api.mlflow.answers import ANSWERS
 from registrar.api.mlflow.errors import ENDPOINT_NOT_FOUND, MlflowError, MlflowRoute
+from registrar.api.openapi_document import refusals
 from registrar.api.responses import JSON
 
 API_PREFIXES = ("/api/2.0", "/ajax-api/2.0")
@@ -30,10 +32,13 @@ for _prefix in API_PREFIXES:
     )
     for _service, _endpoints in _services:
         for _method, _path, _endpoint in _endpoints:
+            _answer, _refusals = ANSWERS[(_method, _path)]  # for /openapi.json
             router.add_api_route(
                 f"{_prefix}/{_service}/{_path}",
                 _endpoint,
                 methods=[_method],
+                response_model=_answer,
+                responses=refusals(*_refusals),
                 include_in_schema=_prefix == API_PREFIXES[0],
                 summary=f"MLflow {_method} {_service}/{_path}",
                 operation_id=f"mlflow_{_prefix}_{_service}_{_path}_{_method}".replace("/", "_"),
