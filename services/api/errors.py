@@ -58,7 +58,7 @@ def install_error_handlers(app: FastAPI) -> None:
             raise exc
         return error(422, "invalid", problem)
 
-    for refusing in (*DATABASE_ERRORS,):
+    for refusing in DATABASE_ERRORS:
         app.add_exception_handler(refusing, database_refused)
 
     @app.exception_handler(BadPageToken)
