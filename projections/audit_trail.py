@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
@@ -465,4 +465,22 @@ async def exported(
         yield csv_header()
     encode = csv_row if export_format == "csv" else jsonl_line
     async for row in audit_rows(engine, audit_filter):
-        yield encode(row)
+        yield exported_row(encode, row)
+
+
+def exported_row(encode: Callable[[dict[str, Any]], bytes], row: dict[str, Any]) -> bytes:
+    """`row` encoded; a row that cannot be as it is (text no encoding can carry, such as an
+    unpaired surrogate) with such text replaced by U+FFFD, so that an export never stops half
+    way through, its 200 long sent."""
+    try:
+        return encode(row)
+    except (TypeError, ValueError):
+        return encode({key: _encodable(value) for key, value in row.items()})
+
+
+def _encodable(value: Any) -> Any:
+    if isinstance(value, str):
+        return value.encode("utf-8", "surrogatepass").decode("utf-8", "replace")
+    if isinstance(value, int | float | bool | datetime) or value is None:
+        return value
+    return _encodable(str(value))
