@@ -40,6 +40,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import logging
 import re
 import sys
 import time
@@ -55,6 +56,7 @@ from registrar.contracts.envelope import Envelope
 from registrar.projections.ports import Projection
 from registrar.projector.runner import Projector, save_checkpoint
 from registrar.projector.status import record_progress
+from registrar.retrying import CONTENTION
 from registrar.store.advisory_locks import LockHeld, lock_key, session_lock
 from registrar.store.event_store import START, Checkpoint, PostgresEventStore
 
@@ -79,6 +81,8 @@ _COLUMNS = text(
     " ORDER BY table_name, ordinal_position"
 )
 _INDEX_HEAD = re.compile(r"^CREATE (UNIQUE )?INDEX (\S+) ON (?:ONLY )?(\S+) ")
+
+log = logging.getLogger("registrar.replay")
 
 
 class ReplayBusy(Exception):
@@ -154,7 +158,7 @@ async def replay(
         if progress is not None:
             progress(done, total)
         # Up to the head as of now, outside any lock; the swap applies what comes after. The
-        # reader may pause below a transaction still running anywhere on the server: wait it out.
+        # reader may pause below a transaction still running in this database: wait it out.
         while projector.checkpoint < head:
             applied = await projector.catch_up_once()
             if not applied:
@@ -175,9 +179,11 @@ async def replay(
                 if not _is_lock_contention(error) or attempt == swap_attempts:
                     raise
                 # Others held the live tables past the timeout: let them be, catch up outside
-                # the lock, and try again.
+                # the lock, and try again after the pause every contended writer takes.
+                log.info("replay %s: the live tables are busy (try %d)", projection.name, attempt)
                 while applied := await projector.catch_up_once():
                     done += applied
+                await asyncio.sleep(CONTENTION.pause(attempt))
                 continue
             done += applied
             break
