@@ -106,7 +106,13 @@ class ModelOut(Answer):
     aliases: dict[str, int]
     latest_version: int
     created_at: datetime
-    updated_at: datetime
+    updated_at: datetime = Field(description="When anything of the model last changed")
+    changed_at: datetime | None = Field(
+        default=None,
+        description="When the model itself last changed (registered, described, renamed, deleted,"
+        " a version registered, moved or deleted): MLflow's last_updated_timestamp (absent from"
+        " older servers)",
+    )
     deleted: bool
     position: int | None = Field(default=None, description=_POSITION)
 

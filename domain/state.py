@@ -69,6 +69,11 @@ class ModelState:
     aliases: dict[str, int] = field(default_factory=dict)
     requests: Requests = field(default_factory=dict)
     """Transition requests by id, open and closed (registrar.domain.transition_requests)."""
+    changed_at: datetime | None = None
+    """When the model itself last changed, as MLflow counts for a registered model's
+    last_updated_timestamp: registered, described, renamed, deleted, or a version of it
+    registered, moved between stages or deleted; tags, aliases and a version's own details do
+    not count. (None: as `updated_at`, for a state folded before this was kept.)"""
 
     def live_version(self, number: int) -> VersionState | None:
         found = self.versions.get(number)
@@ -81,6 +86,17 @@ class ModelState:
 
     def aliases_of(self, number: int) -> list[str]:
         return sorted(alias for alias, held_by in self.aliases.items() if held_by == number)
+
+
+_MODEL_CHANGES = (
+    ModelDescriptionUpdated,
+    ModelRenamed,
+    ModelDeleted,
+    VersionRegistered,
+    StageChanged,
+    VersionDeleted,
+)
+"""The events that change the model itself (ModelState.changed_at)."""
 
 
 def _with_version(state: ModelState, version: VersionState, at: datetime) -> ModelState:
@@ -97,9 +113,12 @@ def evolve(state: ModelState | None, event: Event, at: datetime) -> ModelState |
             tags=dict(event.tags),
             created_at=at,
             updated_at=at,
+            changed_at=at,
         )
     if state is None:
         raise ValueError(f"{event.type} cannot come before ModelRegistered")
+    if isinstance(event, _MODEL_CHANGES):
+        state = replace(state, changed_at=at)
     match event:
         case ModelDescriptionUpdated(description=description):
             return replace(state, description=description, updated_at=at)
@@ -164,7 +183,7 @@ def evolve(state: ModelState | None, event: Event, at: datetime) -> ModelState |
     return _with_version(state, changed, at)
 
 
-STATE_SCHEMA = 2
+STATE_SCHEMA = 3
 """Version of ModelState's shape; snapshots of another shape are ignored and rebuilt."""
 
 _state_adapter: TypeAdapter[ModelState] = TypeAdapter(ModelState)

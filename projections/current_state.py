@@ -36,6 +36,7 @@ def model_view(state: ModelState) -> dict[str, Any]:
         "latest_version": state.last_version,
         "created_at": state.created_at,
         "updated_at": state.updated_at,
+        "changed_at": state.changed_at or state.updated_at,
         "deleted": state.deleted,
     }
 
@@ -75,6 +76,7 @@ _MODEL_COLUMNS_IN = {
     "latest_version": "int",
     "created_at": "timestamptz",
     "updated_at": "timestamptz",
+    "changed_at": "timestamptz",
     "deleted": "bool",
     "stream_version": "int",
 }
@@ -127,7 +129,7 @@ _UPSERT_MODELS = _upsert_from_arrays(
     "cs_models",
     _MODEL_COLUMNS_IN,
     "stream_id",
-    "name description tags aliases latest_version updated_at deleted stream_version",
+    "name description tags aliases latest_version updated_at changed_at deleted stream_version",
 )
 _UPSERT_VERSIONS = _upsert_from_arrays(
     "cs_versions",
@@ -203,7 +205,7 @@ class CurrentStateProjection:
         view = model_view(state)
         return {
             **{k: view[k] for k in ("name", "description", "latest_version", "created_at")},
-            **{k: view[k] for k in ("updated_at", "deleted")},
+            **{k: view[k] for k in ("updated_at", "changed_at", "deleted")},
             "stream_id": stream_id,
             "tags": dumps(view["tags"]).decode(),
             "aliases": dumps(view["aliases"]).decode(),
@@ -237,6 +239,7 @@ def glob_to_like(pattern: str) -> str:
 # model or version is the same JSON as one read from its stream.
 _MODEL_COLUMNS = (
     "stream_id AS id, name, description, tags, aliases, latest_version, created_at, updated_at,"
+    " changed_at,"
     " deleted"
 )
 _VERSION_COLUMNS = (
@@ -321,7 +324,17 @@ _TIME_SORTS = {
     "last_updated_timestamp": (_MICROS.format(column="updated_at"), "updated_us"),
     "creation_timestamp": (_MICROS.format(column="created_at"), "created_us"),
 }
-_MLFLOW_MODEL_SORTS = {"name": ("name", "name"), **_TIME_SORTS}
+_MODEL_TIME_KEYS = (
+    f", {_MICROS.format(column='changed_at')} AS updated_us,"
+    f" {_MICROS.format(column='created_at')} AS created_us"
+)
+_MLFLOW_MODEL_SORTS = {
+    "name": ("name", "name"),
+    **_TIME_SORTS,
+    # A registered model's last update is when the model itself changed, as in MLflow.
+    "timestamp": (_MICROS.format(column="changed_at"), "updated_us"),
+    "last_updated_timestamp": (_MICROS.format(column="changed_at"), "updated_us"),
+}
 _MLFLOW_VERSION_SORTS = {
     "name": ("model_name", "model"),
     "version_number": ("version", "version"),
@@ -381,7 +394,7 @@ async def models_matching(
     """Live models matching an MLflow filter, in MLflow's order (`order`, then name); one page."""
     where, params = _mlflow_conditions(clauses, {"name": "name"})
     sort_key, descending = _mlflow_sort(order, _MLFLOW_MODEL_SORTS, [SortKey("name", True)])
-    select = f"SELECT {_MODEL_COLUMNS}{_TIME_KEYS} FROM cs_models"
+    select = f"SELECT {_MODEL_COLUMNS}{_MODEL_TIME_KEYS} FROM cs_models"
     where.append("NOT deleted")
     return await keyset_page(
         conn, select, where, params, sort_key, page_size, page_token, descending

@@ -5,6 +5,7 @@ MLflow's wording."""
 
 from __future__ import annotations
 
+import asyncio
 from uuid import uuid4
 
 import httpx
@@ -133,3 +134,48 @@ async def test_a_copied_versions_download_uri_is_where_the_original_is_stored(
             f"{MLFLOW}/model-versions/get-download-uri", params={"name": copies, "version": number}
         )
         assert uri.json() == {"artifact_uri": "s3://bucket/original"}, source
+
+
+async def _last_updated(api: httpx.AsyncClient, name: str) -> tuple[int, int]:
+    """The model's last_updated_timestamp read by name (its stream) and by search (the read
+    model)."""
+    got = await api.get(f"{MLFLOW}/registered-models/get", params={"name": name})
+    found = await api.get(
+        f"{MLFLOW}/registered-models/search", params={"filter": f"name = '{name}'"}
+    )
+    (searched,) = found.json()["registered_models"]
+    return (
+        got.json()["registered_model"]["last_updated_timestamp"],
+        searched["last_updated_timestamp"],
+    )
+
+
+async def test_a_registered_models_last_update_counts_only_the_model_itself(
+    api: httpx.AsyncClient, model: str
+) -> None:
+    async def step(method: str, endpoint: str, body: dict[str, object]) -> None:
+        await asyncio.sleep(0.005)  # a later millisecond than the step before
+        answer = await api.request(method, f"{MLFLOW}/{endpoint}", json={"name": model, **body})
+        assert answer.status_code == 200, answer.text
+
+    await step("POST", "model-versions/create", {"source": "s3://b/m"})
+    registered = await _last_updated(api, model)
+    assert registered[0] == registered[1]
+    for method, endpoint, body in (
+        ("POST", "registered-models/set-tag", {"key": "team", "value": "a"}),
+        ("POST", "model-versions/set-tag", {"version": "1", "key": "k", "value": "v"}),
+        ("PATCH", "model-versions/update", {"version": "1", "description": "about"}),
+        ("POST", "registered-models/alias", {"alias": "gold", "version": "1"}),
+        ("DELETE", "registered-models/delete-tag", {"key": "team"}),
+    ):
+        await step(method, endpoint, body)
+        assert await _last_updated(api, model) == registered, endpoint
+    for method, endpoint, body in (
+        ("POST", "model-versions/transition-stage", {"version": "1", "stage": "Staging"}),
+        ("PATCH", "registered-models/update", {"description": "now described"}),
+        ("POST", "model-versions/create", {"source": "s3://b/m2"}),
+    ):
+        before = await _last_updated(api, model)
+        await step(method, endpoint, body)
+        after = await _last_updated(api, model)
+        assert after[0] == after[1] > before[0], endpoint

@@ -56,7 +56,8 @@ def registered_model(
     return {
         "name": view["name"],
         "creation_timestamp": millis(view["created_at"]),
-        "last_updated_timestamp": millis(view["updated_at"]),
+        # The model itself, not its tags, aliases or versions' details: as MLflow's server.
+        "last_updated_timestamp": millis(view["changed_at"]),
         "description": view["description"],
         "latest_versions": [model_version(v) for v in latest],
         "tags": _pairs(view["tags"]),
