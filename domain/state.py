@@ -81,8 +81,11 @@ class ModelState:
 
     def latest_live_version(self) -> int | None:
         """The highest version number not deleted (what the alias `latest` names)."""
-        live = [n for n, v in self.versions.items() if not v.deleted]
-        return max(live) if live else None
+        for number in range(self.last_version, 0, -1):  # the newest first: nearly always it
+            found = self.versions.get(number)
+            if found is not None and not found.deleted:
+                return number
+        return None
 
     def aliases_of(self, number: int) -> list[str]:
         return sorted(alias for alias, held_by in self.aliases.items() if held_by == number)
@@ -195,6 +198,23 @@ def state_to_json(state: ModelState) -> Any:
 
 def state_from_json(data: Any) -> ModelState:
     return _state_adapter.validate_python(data)
+
+
+def touched_versions(
+    before: ModelState | None, after: ModelState, events: Iterable[Envelope]
+) -> list[int]:
+    """The versions that may differ between `before` and `after` (`before` folded with
+    `events`), themselves or in the aliases they hold: those the events name (every event that
+    changes a version names it), and those an alias left or joined. Read models update these
+    rows, not every version of the model: a model with thousands of versions would otherwise
+    cost thousands of rows per batch."""
+    touched = {n for e in events if isinstance(n := e.payload.get("version"), int)}
+    held_before = before.aliases if before is not None else {}
+    for alias in held_before.keys() | after.aliases.keys():
+        was, now = held_before.get(alias), after.aliases.get(alias)
+        if was != now:
+            touched.update(n for n in (was, now) if n is not None)
+    return sorted(n for n in touched if n in after.versions)
 
 
 def fold(state: ModelState | None, envelopes: Iterable[Envelope]) -> ModelState | None:

@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from registrar.contracts.codec import dumps
 from registrar.contracts.envelope import Envelope
 from registrar.domain.mlflow_search import Clause, SortKey
-from registrar.domain.state import ModelState, VersionState, fold
+from registrar.domain.state import ModelState, VersionState, fold, touched_versions
 from registrar.projections.paging import keyset_page
 from registrar.projections.ports import EventSource
 from registrar.projections.stream_states import StreamStates
@@ -140,15 +140,12 @@ _UPSERT_VERSIONS = _upsert_from_arrays(
 _JSON_COLUMNS = ("tags", "metrics", "params", "datasets", "parents", "model_card")
 
 
-def _changed_versions(before: ModelState | None, after: ModelState) -> list[int]:
+def _changed_versions(
+    before: ModelState | None, after: ModelState, events: list[Envelope]
+) -> list[int]:
     if before is None or before.name != after.name or before.deleted != after.deleted:
-        return sorted(after.versions)
-    changed = {n for n, v in after.versions.items() if before.versions.get(n) is not v}
-    for alias in before.aliases.keys() | after.aliases.keys():
-        old, new = before.aliases.get(alias), after.aliases.get(alias)
-        if old != new:
-            changed.update(n for n in (old, new) if n is not None)
-    return sorted(changed)
+        return sorted(after.versions)  # every row holds the model's name and deletion
+    return touched_versions(before, after, events)
 
 
 class CurrentStateProjection:
@@ -186,7 +183,7 @@ class CurrentStateProjection:
             model_rows.append(self._model_row(stream_id, after, new_version))
             version_rows.extend(
                 self._version_row(stream_id, after, after.versions[n])
-                for n in _changed_versions(before, after)
+                for n in _changed_versions(before, after, fresh)
             )
             self.states.remember(stream_id, new_version, after)
         driver = (await conn.get_raw_connection()).driver_connection

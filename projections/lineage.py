@@ -30,7 +30,7 @@ from registrar.contracts.events import EVENT_TYPES
 from registrar.contracts.training import RUN_EVENT_TYPES, RunRecorded, run_event_from_payload
 from registrar.contracts.values import DatasetRef
 from registrar.domain.errors import Invalid, NotFound
-from registrar.domain.state import ModelState, VersionState, fold
+from registrar.domain.state import ModelState, VersionState, fold, touched_versions
 from registrar.projections.name_holders import NameHolders
 from registrar.projections.ports import EventSource
 from registrar.projections.stream_states import StreamStates
@@ -254,7 +254,8 @@ class LineageProjection:
                 "stream_version": last,
             }
         )
-        for number, version in after.versions.items():
+        for number in touched_versions(before, after, fresh):
+            version = after.versions[number]
             earlier = before.versions.get(number) if before is not None else None
             aliases = after.aliases_of(number)
             if earlier is version and before is not None and before.aliases_of(number) == aliases:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import copy
 import json
 from datetime import UTC, datetime, timedelta, timezone
+from types import SimpleNamespace
 
 import pytest
 from scenario import (
@@ -39,7 +40,13 @@ from registrar.contracts.events import (
 )
 from registrar.contracts.values import DatasetRef, ParentRef, Stage
 from registrar.domain.errors import Invalid
-from registrar.domain.state import ModelState, evolve, state_from_json, state_to_json
+from registrar.domain.state import (
+    ModelState,
+    evolve,
+    state_from_json,
+    state_to_json,
+    touched_versions,
+)
 
 LATER = AT + timedelta(hours=1)
 
@@ -307,3 +314,27 @@ def test_datetime_fields_survive_a_non_utc_offset() -> None:
     assert state is not None
 
     assert state_from_json(json.loads(json.dumps(state_to_json(state)))) == state
+
+
+def test_the_versions_a_batch_touches_include_every_version_it_changed() -> None:
+    """Read models rewrite only `touched_versions`: every version whose state or aliases differ
+    after a batch must be among them, wherever the batch starts and ends."""
+    history = [
+        *rich_history(),
+        AliasSet(alias="challenger", version=1),  # moves from version 2
+        AliasDeleted(alias="champion", version=1),
+        VersionDeleted(version=1),
+    ]
+    for start in range(len(history)):
+        for end in range(start + 1, len(history) + 1):
+            before, after = given(*history[:start]), given(*history[:end])
+            assert after is not None
+            batch = [SimpleNamespace(payload=e.model_dump(mode="json")) for e in history[start:end]]
+            changed = {
+                n
+                for n, version in after.versions.items()
+                if before is None
+                or before.versions.get(n) != version
+                or before.aliases_of(n) != after.aliases_of(n)
+            }
+            assert changed <= set(touched_versions(before, after, batch))  # type: ignore[arg-type]
