@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import gc
 import os
 import re
@@ -57,7 +58,7 @@ import pg_insert_ceiling  # noqa: E402  (bench/ is not a package)
 
 REPO = Path(__file__).resolve().parent.parent
 HOST = "127.0.0.1"
-GOAL = "goal at concurrency 16: >= 1,000 RegisterVersion/s with p99 < 50 ms (2 cores)"
+GOAL = "goal at concurrency 16: >= 1,500 RegisterVersion/s with p99 < 50 ms (2 cores)"
 
 
 # --------------------------------------------------------------------------------------------
@@ -175,6 +176,14 @@ def _proc_cpu_seconds(pid: int) -> float:
     return sum(_proc_cpu_times(pid))
 
 
+def _is_postgres(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/comm", "rb") as f:
+            return f.read().strip() == b"postgres"
+    except OSError:
+        return False
+
+
 def _postgres_cpu_seconds(database: str) -> tuple[dict[int, float], dict[int, float]]:
     """CPU seconds of PostgreSQL's processes: (ours, others'). Ours are the backends connected to
     `database` and the server's own background processes (WAL writer, checkpointer, ...);
@@ -221,14 +230,14 @@ class CpuSample:
 
 
 class CpuMeter:
-    def __init__(self, server_pids: list[int], database: str) -> None:
+    def __init__(self, server_pids: Callable[[], list[int]], database: str) -> None:
         self.server_pids = server_pids
         self.database = database
         self.profiler_pid: int | None = None
 
     def sample(self) -> CpuSample:
         t = os.times()
-        server = [_proc_cpu_times(pid) for pid in self.server_pids]
+        server = [_proc_cpu_times(pid) for pid in self.server_pids()]
         postgres, postgres_others = _postgres_cpu_seconds(self.database)
         return CpuSample(
             at=time.perf_counter(),
@@ -460,40 +469,78 @@ class ServerProcess:
 
 
 SPLIT_READ_MODELS = ("approvals", "lineage", "audit_trail", "stage_history")
-"""With --split, the read models a `registrar project` process keeps beside the servers."""
+"""With --topology split, the read models a `registrar project` process keeps beside the servers."""
+
+TOPOLOGIES = ("up", "serve", "split")
+"""up: `registrar up` as a user starts it (API, relay, every projector, ingest, embedded broker;
+the embedded PostgreSQL unless --database machine). serve: `registrar serve` processes keeping
+every read model themselves, no Kafka. split: serve keeping current_state only, beside a
+`registrar project` process for the other read models, no Kafka."""
+
+
+def _descendants(pid: int) -> list[int]:
+    """`pid` and every process below it (the broker `registrar up` starts, for one)."""
+    children: dict[int, list[int]] = {}
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry.name}/stat", "rb") as f:
+                parent = int(f.read().rsplit(b")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+        children.setdefault(parent, []).append(int(entry.name))
+    found, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        found.append(current)
+        todo += children.get(current, [])
+    return found
 
 
 class Servers:
-    """`count` `registrar serve` processes on the fresh database, each on its own port
-    (`registrar serve` has no --workers: several processes are the way to use more than one
-    core); one at a time follows the store for each read model, the others stand by. With
-    `split`, the servers keep only current_state and a `registrar project` process the rest."""
+    """The system under test, on its own ports: `registrar up` (the default), or `count`
+    `registrar serve` processes on the fresh database (several processes are the way to use more
+    than one core; one at a time follows the store for each read model, the others stand by),
+    with `topology` split a `registrar project` process beside them."""
 
     def __init__(
-        self, registrar: str, database_url: str, count: int, log_dir: Path, split: bool = False
+        self,
+        registrar: str,
+        database_url: str | None,
+        count: int,
+        log_dir: Path,
+        topology: str = "up",
     ) -> None:
         self.registrar, self.database_url, self.count = registrar, database_url, count
-        self.split = split
+        self.topology = topology
         self.log_dir = log_dir
         self.processes: list[ServerProcess] = []
 
     @property
     def pids(self) -> list[int]:
-        return [p.process.pid for p in self.processes]
+        """Every process of the system under test (found again at each call: children come and
+        go), the embedded PostgreSQL aside (it is counted as PostgreSQL)."""
+        pids = [pid for p in self.processes for pid in _descendants(p.process.pid)]
+        return [pid for pid in pids if not _is_postgres(pid)]
 
     @property
     def ports(self) -> list[int]:
         return [p.port for p in self.processes if p.port]  # not the projector's (0)
 
     async def start(self, timeout: float) -> None:
-        for index in range(self.count):
+        for index in range(1 if self.topology == "up" else self.count):
             await self._start_one(index, timeout)
-        if self.split:
+        if self.topology == "split":
             await self._start_projector(timeout)
 
     def _env(self) -> dict[str, str]:
         env = dict(os.environ)
-        env["REGISTRAR_DATABASE_URL"] = self.database_url
+        env.pop("REGISTRAR_KAFKA_BOOTSTRAP", None)  # up: its own broker; serve: no bus
+        env.pop("REGISTRAR_DATABASE_URL", None)
+        if self.database_url is not None:
+            env["REGISTRAR_DATABASE_URL"] = self.database_url
+        env["REGISTRAR_HOME"] = str(self.log_dir / "home")
         env["REGISTRAR_LOG_LEVEL"] = "warning"
         return env
 
@@ -516,8 +563,9 @@ class Servers:
     async def _start_one(self, index: int, timeout: float) -> None:
         port = _free_port()
         env = self._env()
-        command = [self.registrar, "serve", "--host", HOST, "--port", str(port)]
-        if self.split:
+        role = "up" if self.topology == "up" else "serve"
+        command = [self.registrar, role, "--host", HOST, "--port", str(port)]
+        if self.topology == "split":
             command += ["--read-models", "current_state"]
         log = self.log_dir / f"server-{index}.log"
         with open(log, "wb") as out:
@@ -532,17 +580,20 @@ class Servers:
         try:
             while time.monotonic() < give_up:
                 if process.poll() is not None:
-                    raise RuntimeError(f"`registrar serve` exited ({process.returncode}):\n"
+                    raise RuntimeError(f"`registrar {role}` exited ({process.returncode}):\n"
                                        + self.tail(server))  # fmt: skip
                 try:
                     status, _ = await http.request(b"GET", b"/healthz")
-                    if status == 200:
+                    # `up` answers before its consumers have joined their groups: wait for the
+                    # whole system, as a user would before loading it.
+                    if status == 200 and (role == "serve" or b"Ctrl-C" in log.read_bytes()):
+                        await asyncio.sleep(3.0 if role == "up" else 0.0)
                         return
                 except (OSError, asyncio.IncompleteReadError, HttpError, TimeoutError):
                     pass
                 await asyncio.sleep(0.1)
             raise RuntimeError(
-                f"`registrar serve` not healthy after {timeout} s:\n" + self.tail(server)
+                f"`registrar {role}` not healthy after {timeout} s:\n" + self.tail(server)
             )
         finally:
             await http.close()
@@ -590,14 +641,15 @@ class Options:
     ceiling_seconds: int
     registrar: str
     keep_logs: bool
-    split: bool
+    topology: str
+    database: str
 
 
 class Bench:
     def __init__(self, opts: Options, servers: Servers, database: str) -> None:
         self.opts = opts
         self.servers = servers
-        self.meter = CpuMeter(servers.pids, database)
+        self.meter = CpuMeter(lambda: servers.pids, database)
         self.profiled = False
         self.profile_note = ""
 
@@ -750,13 +802,10 @@ def print_phase(result: PhaseResult, servers: int) -> None:
         print(f"   !!! errors during warm-up (not in the figures): {dict(stats.warmup_errors)}")
 
 
-def print_summary(
-    results: list[PhaseResult], ceiling: list[Any], servers: int, split: bool = False
-) -> None:
+def print_summary(results: list[PhaseResult], ceiling: list[Any], opts: Options) -> None:
     print("\n" + "=" * 100)
     print(
-        f"SUMMARY  (servers={servers}{' + registrar project, --split' if split else ''};"
-        f" latency in ms; CPU in % of one core; {GOAL})"
+        f"SUMMARY  ({describe_topology(opts)}; latency in ms; CPU in % of one core; {GOAL})"
     )
     print(f"   {'phase':<10}{'c':>4}  {'layout':<11}{'commands':>9}{'errors':>8}{'cmd/s':>9}"
           f"{'p50':>8}{'p90':>8}{'p99':>8}{'max':>8}  {'server%':>8}{'pg%':>6}{'gen%':>6}{'other%':>7}"
@@ -861,10 +910,19 @@ def parse_args(argv: list[str] | None = None) -> Options:
     parser.add_argument("--ceiling-seconds", type=int, default=10)
     parser.add_argument("--registrar", default=None, help="the registrar executable")
     parser.add_argument(
-        "--split",
-        action="store_true",
-        help="servers keep only the current_state read model; a `registrar project` process"
-        " keeps the others (production's layout without Kafka)",
+        "--topology",
+        choices=TOPOLOGIES,
+        default="up",
+        help="up (default): `registrar up` as a user starts it, with its embedded broker; serve:"
+        " `registrar serve` keeping every read model, no Kafka; split: serve keeping"
+        " current_state beside a `registrar project` process (production's layout without Kafka)",
+    )
+    parser.add_argument(
+        "--database",
+        choices=("embedded", "machine"),
+        default="embedded",
+        help="for --topology up: its embedded PostgreSQL (default), or a fresh database on the"
+        " server of REGISTRAR_DATABASE_URL (serve and split always use the latter)",
     )
     parser.add_argument("--keep-logs", action="store_true", help="keep the server logs' folder")
     args = parser.parse_args(argv)
@@ -896,19 +954,22 @@ def parse_args(argv: list[str] | None = None) -> Options:
         timeout=args.timeout, py_spy=args.py_spy, py_spy_rate=args.py_spy_rate,
         py_spy_args=args.py_spy_args.split(), py_spy_phase=py_spy_phase,
         ceiling=args.ceiling, ceiling_seconds=args.ceiling_seconds, registrar=registrar,
-        keep_logs=args.keep_logs, split=args.split,
+        keep_logs=args.keep_logs, topology=args.topology,
+        database=args.database,
     )  # fmt: skip
 
 
 async def amain(opts: Options) -> int:
     url = os.environ.get("REGISTRAR_DATABASE_URL") or pg_insert_ceiling.DEFAULT_URL
     url = re.sub(r"^postgres(ql)?(\+\w+)?://", "postgresql://", url)
+    embedded = opts.topology == "up" and opts.database == "embedded"
     print(
         f"machine: {os.cpu_count()} cores; python {sys.version.split()[0]}; server {opts.registrar}"
     )
+    print(f"system under test: {describe_topology(opts)}")
     print(GOAL)
     ceiling: list[Any] = []
-    if opts.ceiling:
+    if opts.ceiling and not embedded:
         print(f"measuring the PostgreSQL ceiling ({opts.ceiling_seconds} s per pgbench script)...",
               flush=True)  # fmt: skip
         ceiling = await pg_insert_ceiling.measure(url, clients=16, threads=2,
@@ -916,14 +977,20 @@ async def amain(opts: Options) -> int:
         print(pg_insert_ceiling.describe(ceiling), flush=True)
     log_dir = Path(tempfile.mkdtemp(prefix="registrar_bench_"))
     results: list[PhaseResult] = []
-    server = pg_insert_ceiling.Server.from_url(url)
-    async with pg_insert_ceiling.fresh_database(server, "registrar_bench") as db:
-        servers = Servers(opts.registrar, db.url(), opts.servers, log_dir, opts.split)
+    async with contextlib.AsyncExitStack() as stack:
+        database_url, database = None, "registrar"  # the embedded server's database
+        if not embedded:
+            server = pg_insert_ceiling.Server.from_url(url)
+            db = await stack.enter_async_context(
+                pg_insert_ceiling.fresh_database(server, "registrar_bench")
+            )
+            database_url, database = db.url(), db.database
+        servers = Servers(opts.registrar, database_url, opts.servers, log_dir, opts.topology)
         try:
-            await servers.start(timeout=60.0)
-            print(f"database {db.database}; registrar serve pid(s) {servers.pids} on port(s) "
-                  f"{servers.ports}; logs in {log_dir}", flush=True)  # fmt: skip
-            bench = Bench(opts, servers, db.database)
+            await servers.start(timeout=120.0)
+            print(f"database {database}; pid(s) {servers.pids} on port(s) {servers.ports};"
+                  f" logs in {log_dir}", flush=True)  # fmt: skip
+            bench = Bench(opts, servers, database)
             for concurrency in opts.concurrency:
                 for layout in opts.layouts:
                     if layout == "shared" and concurrency == 1:
@@ -938,13 +1005,13 @@ async def amain(opts: Options) -> int:
                         sys.stdout.flush()
                         for s in servers.processes:
                             if s.process.poll() is not None:
-                                raise RuntimeError("`registrar serve` died:\n" + servers.tail(s))
+                                raise RuntimeError("the server died:\n" + servers.tail(s))
         except BaseException:
             print(f"server logs kept in {log_dir}", file=sys.stderr)
             raise
         finally:
             servers.stop()
-    print_summary(results, ceiling, opts.servers, opts.split)
+    print_summary(results, ceiling, opts)
     if not opts.keep_logs:
         shutil.rmtree(log_dir, ignore_errors=True)
     else:
@@ -954,6 +1021,16 @@ async def amain(opts: Options) -> int:
         print(f"\n!!! {failed} requests failed: see the phases marked ERRORS above !!!")
         return 1
     return 0
+
+
+def describe_topology(opts: Options) -> str:
+    if opts.topology == "up":
+        where = "its embedded PostgreSQL" if opts.database == "embedded" else "a fresh database"
+        return f"`registrar up` (API, relay, every projector, ingest, embedded broker) on {where}"
+    servers = f"{opts.servers} x `registrar serve`"
+    if opts.topology == "split":
+        return f"{servers} (current_state) + `registrar project`, no Kafka"
+    return f"{servers} keeping every read model, no Kafka"
 
 
 async def amain_stoppable(opts: Options) -> int:
