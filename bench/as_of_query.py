@@ -29,12 +29,12 @@ from history_generator import generate
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from registrar.cli.main import tune_garbage_collector
 from registrar.contracts.values import Stage
 from registrar.projections.audit_trail import AuditTrailProjection
 from registrar.projections.ports import Projection
 from registrar.projections.stage_history import StageHistoryProjection, stage_holders_at, stages_at
 from registrar.projector.runner import Projector
+from registrar.runtime import tune_garbage_collector
 from registrar.store.database import create_engine
 from registrar.store.event_store import PostgresEventStore
 from registrar.store.schema_migrations import migrate

@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import signal
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Coroutine, Iterator, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import uvicorn
 from faststream.kafka import KafkaBroker
@@ -117,10 +119,12 @@ async def run(
     auth_required: bool = False,
     ingest_as: Principal = INGEST_PRINCIPAL,
     on_started: Callable[[Process], None] = lambda _: None,
+    beside: Sequence[Coroutine[Any, Any, None]] = (),
 ) -> None:
     """Run `roles` until SIGINT or SIGTERM, then stop them all, newest first. `auth_required`:
     the API and the Kafka command bus need tokens; `ingest_as`: the service principal that
-    records training runs."""
+    records training runs; `beside`: more work that runs until the stop (one that ends, ends
+    the process, as a role would)."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
@@ -128,6 +132,7 @@ async def run(
     registry = await Registry.open(database_url)
     registry.query_wait_seconds = query_wait_seconds
     process = Process(registry)
+    process.tasks += [asyncio.create_task(work, name="beside") for work in beside]
     access = contextlib.AsyncExitStack()
     try:
         guard = None
@@ -212,3 +217,26 @@ async def _until_stopped(stop: asyncio.Event, tasks: list[asyncio.Task[None]]) -
     for task in done:
         if task is not stopping and task.exception() is not None:
             raise task.exception()  # type: ignore[misc]
+
+
+def tune_garbage_collector() -> None:
+    """Collect young objects 70x less often, and leave start-up objects out of collections.
+
+    A request allocates thousands of short-lived objects; at the default threshold (700) the
+    collector ran every few requests and its older generations walked every cached model state,
+    pausing the event loop: p99 at 16 clients fell from 78 ms to 30 ms and throughput rose 30%
+    with this setting (bench/http_load.py). Cycles are still collected, just in larger batches.
+    """
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(50_000, 20, 100)
+
+
+def run_event_loop(main: Coroutine[Any, Any, None]) -> None:
+    """Run `main` on uvloop where it exists (a faster event loop), else on asyncio's own."""
+    try:
+        import uvloop
+    except ImportError:
+        asyncio.run(main)
+    else:
+        uvloop.run(main)

@@ -155,17 +155,44 @@ def test_a_killed_up_leaves_no_server_behind_and_the_next_up_starts_and_stops_cl
             if p.info["cmdline"][-3:] == ["up", "--port", "0"]
         )
         broker = next(p for p in up.children() if "tansu" in " ".join(p.cmdline()))
+        companion = _companion_of(up)
         postmaster = _postmaster_pid(pgdata)
         assert postmaster is not None
         up.kill()  # SIGKILL: no clean-up of its own
         assert _gone(postmaster), "the embedded PostgreSQL outlived a killed `registrar up`"
         assert _gone(broker.pid), "the embedded broker outlived a killed `registrar up`"
+        assert _gone(companion.pid), "the projector process outlived a killed `registrar up`"
 
     with running_registrar("up", "--port", "0", env=env, cwd=tmp_path) as (url, lines):
         assert httpx.get(f"{url}/v1/models/survives").status_code == 200
         postmaster = _postmaster_pid(pgdata)
     assert lines[-1] == "[exit code 0]\n"
     assert postmaster is not None and _gone(postmaster), "a clean stop left PostgreSQL running"
+
+
+def _companion_of(up: psutil.Process) -> psutil.Process:
+    """`up`'s second process, the one running its projectors and ingest consumers."""
+    return next(p for p in up.children() if "spawn_main" in " ".join(p.cmdline()))
+
+
+def test_up_runs_its_consumers_in_a_second_process_and_stops_when_that_process_dies(
+    tmp_path: Path,
+) -> None:
+    env = registrar_env(REGISTRAR_HOME=str(tmp_path / "home"))
+    with running_registrar("up", "--port", "0", env=env, cwd=tmp_path) as (url, lines):
+        up = next(
+            p
+            for p in psutil.process_iter(["cmdline"])
+            if p.info["cmdline"][-3:] == ["up", "--port", "0"]
+        )
+        companion = _companion_of(up)
+        # Read models are kept by the second process: a write shows in them.
+        assert httpx.post(f"{url}/v1/models", json={"name": "split"}).status_code == 201
+        listed = httpx.get(f"{url}/v1/models", timeout=30)
+        assert [m["name"] for m in listed.json()["models"]] == ["split"]
+        companion.kill()
+        assert _gone(up.pid), "`registrar up` went on without its projectors"
+    assert any("the projector process" in line for line in lines)
 
 
 def test_registrar_version_names_the_installed_version(tmp_path: Path) -> None:

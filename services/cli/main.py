@@ -4,28 +4,34 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import gc
 import sys
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from registrar.cli.arguments import parser
 from registrar.logs import configure_logging
 from registrar.projections.catalogue import READ_MODELS
-from registrar.runtime import PROJECTIONS, Roles
+from registrar.runtime import PROJECTIONS, Roles, run_event_loop, tune_garbage_collector
 from registrar.settings import Settings, SettingsError
 from registrar.store.database import NoDatabase, database_unreachable
 
 
 def _run_roles(
-    settings: Settings, roles: Roles, command: str, host: str, port: int, auth: bool = False
+    settings: Settings,
+    roles: Roles,
+    command: str,
+    host: str,
+    port: int,
+    auth: bool = False,
+    log_format: str = "text",
 ) -> int:
     """Run `roles` in this process. `up` brings its own PostgreSQL and Kafka when none is
     configured; every other command runs against the configured ones."""
     from registrar.access.mode import auth_mode
     from registrar.access.principal import Principal
     from registrar.bus.kafka_broker import resolve_broker
+    from registrar.companion import CompanionConfig, start_companion, stop_companion, until_ended
     from registrar.runtime import Process, run
     from registrar.store.database import resolve_database
     from registrar.watchdog import start_watchdog
@@ -98,10 +104,26 @@ def _run_roles(
         print("Ctrl-C stops it.", flush=True)
 
     tune_garbage_collector()
+    here, companion = roles, None
+    if standalone and bootstrap is not None:
+        # Two processes, two cores: the API and the relay here, the consumers beside them.
+        here = Roles(api=roles.api, relay=roles.relay)
+        companion = start_companion(
+            CompanionConfig(
+                Roles(projections=roles.projections, ingest=roles.ingest),
+                database_url,
+                bootstrap,
+                mode.required,
+                ingest_as.user,
+                ingest_as.role.value,
+                settings.log_level,
+                log_format,
+            )
+        )
     try:
-        _run_event_loop(
+        run_event_loop(
             run(
-                roles,
+                here,
                 database_url,
                 bootstrap,
                 host=host,
@@ -110,9 +132,12 @@ def _run_roles(
                 auth_required=mode.required,
                 ingest_as=ingest_as,
                 on_started=announce,
+                beside=[until_ended(companion)] if companion is not None else [],
             )
         )
     finally:
+        if companion is not None:
+            stop_companion(companion)
         if embedded_kafka is not None:
             embedded_kafka.stop()
     if started:
@@ -143,29 +168,6 @@ def _projecting(settings: Settings, args: argparse.Namespace) -> Roles:
             "the promotions projector publishes to Kafka: set REGISTRAR_KAFKA_BOOTSTRAP"
         )
     return Roles(follow=named or tuple(READ_MODELS))
-
-
-def tune_garbage_collector() -> None:
-    """Collect young objects 70x less often, and leave start-up objects out of collections.
-
-    A request allocates thousands of short-lived objects; at the default threshold (700) the
-    collector ran every few requests and its older generations walked every cached model state,
-    pausing the event loop: p99 at 16 clients fell from 78 ms to 30 ms and throughput rose 30%
-    with this setting (bench/http_load.py). Cycles are still collected, just in larger batches.
-    """
-    gc.collect()
-    gc.freeze()
-    gc.set_threshold(50_000, 20, 100)
-
-
-def _run_event_loop(main: Coroutine[Any, Any, None]) -> None:
-    """Run `main` on uvloop where it exists (a faster event loop), else on asyncio's own."""
-    try:
-        import uvloop
-    except ImportError:
-        asyncio.run(main)
-    else:
-        uvloop.run(main)
 
 
 def _token(settings: Settings, args: argparse.Namespace) -> int:
@@ -413,7 +415,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _command(args: argparse.Namespace, settings: Settings) -> int:
-    configure_logging(settings.log_level, args.log_format or settings.log_format)
+    log_format = args.log_format or settings.log_format
+    configure_logging(settings.log_level, log_format)
     make_roles: Callable[[], Roles] | None = {
         "up": Roles.everything,
         "serve": lambda: _serving(settings, args),
@@ -429,7 +432,8 @@ def _command(args: argparse.Namespace, settings: Settings) -> int:
             return 2
         host = getattr(args, "host", None) or settings.host
         port = settings.port if getattr(args, "port", None) is None else args.port
-        return _run_roles(settings, roles, args.command, host, port, getattr(args, "auth", False))
+        auth = getattr(args, "auth", False)
+        return _run_roles(settings, roles, args.command, host, port, auth, log_format)
     if args.command == "migrate":
         return _migrate(settings)
     if args.command == "token":
