@@ -184,6 +184,7 @@ class AccessAdministration:
             if any(e.stream_id != stream_id for e in prior):
                 raise IdempotencyKeyReused(reused_key_message(meta.command_id))
             return [_stored(e) for e in prior]
+
         async def once() -> list[Stored]:
             stored = await self.store.read_stream(stream_id)
             state = rules.fold(access_event_from_payload(e.type, e.payload) for e in stored)

@@ -121,6 +121,7 @@ async def _record_run(
     command = RecordRun(**message.facts())
     stream_id = run_stream_id(command.run_id)
     command_id = run_command_id(command, "RecordRun")
+
     async def once() -> tuple[RunState, int, bool]:
         stored = await registry.store.read_stream(stream_id)
         state = fold_run(stored)

@@ -64,6 +64,7 @@ class PromotionPolicies:
     ) -> tuple[PolicyStream, bool]:
         """Put `document` in force for `actor` (who must be an admin): (the stream after, whether
         it changed). Raises a DomainError naming each gate that cannot be parsed."""
+
         async def once() -> tuple[PolicyStream, bool]:
             loaded = await self.load()
             decided = decide_policy(document, loaded.policies, role)
