@@ -804,9 +804,7 @@ def print_phase(result: PhaseResult, servers: int) -> None:
 
 def print_summary(results: list[PhaseResult], ceiling: list[Any], opts: Options) -> None:
     print("\n" + "=" * 100)
-    print(
-        f"SUMMARY  ({describe_topology(opts)}; latency in ms; CPU in % of one core; {GOAL})"
-    )
+    print(f"SUMMARY  ({describe_topology(opts)}; latency in ms; CPU in % of one core; {GOAL})")
     print(f"   {'phase':<10}{'c':>4}  {'layout':<11}{'commands':>9}{'errors':>8}{'cmd/s':>9}"
           f"{'p50':>8}{'p90':>8}{'p99':>8}{'max':>8}  {'server%':>8}{'pg%':>6}{'gen%':>6}{'other%':>7}"
           f"{'srv ms/cmd':>11}{'pg ms/cmd':>10}")  # fmt: skip

@@ -1,40 +1,56 @@
-"""Side by side: the same MlflowClient workload against `mlflow server` and against Registrar.
+"""Side by side in one run: the real MLflow client against `mlflow server`, against Registrar
+(`registrar up`), and against a stub that answers at once (the client's own ceiling).
 
-Both servers run on the same PostgreSQL server (REGISTRAR_DATABASE_URL's, default
-postgresql://postgres@127.0.0.1:5432/test), each on a fresh database dropped at the end:
+Three servers, each started for its phase and stopped after it, so that nothing idles beside the
+server being measured (an idle `registrar up` alone takes about a third of a core):
 
-  mlflow     `mlflow server --backend-store-uri postgresql://...` from a separate virtualenv
-             (the full `mlflow` package and psycopg2-binary), created on first use under
-             ~/.cache/registrar-bench/mlflow-venv (or --mlflow-venv);
-  registrar  `registrar serve --read-models current_state` from this repository's venv, beside
-             `registrar project` keeping the other read models (both following the store; no
-             Kafka), as production without Kafka runs it; --single-process: `serve` alone.
+  mlflow     `mlflow server --backend-store-uri postgresql+psycopg2://... --workers 2` from a
+             separate virtualenv (the full `mlflow` package and psycopg2-binary), created on first
+             use under ~/.cache/registrar-bench/mlflow-venv (or --mlflow-venv);
+  registrar  `registrar up` from this repository's venv (--registrar-topology up, the default):
+             API, relay, projectors and consumers in one process, with its own embedded
+             Kafka-compatible broker (Tansu); REGISTRAR_DATABASE_URL names a database on the same
+             PostgreSQL server as MLflow's. Loading starts once it prints "Ctrl-C stops it.",
+             /healthz answers and --settle seconds have passed (its consumers join their groups).
+             Other topologies, labelled as such in the output: `split` (`registrar serve
+             --read-models current_state` beside `registrar project` for the other read models,
+             no Kafka) and `serve` (one `registrar serve` keeping every read model, no Kafka);
+  stub       bench/mlflow_stub.py: a canned, schema-valid answer to every call, at once. What the
+             clients reach against it is the ceiling their own CPU sets on this machine.
 
-The workload is the MLflow client of this venv (mlflow-skinny), identical for both: each client
-owns one registered model and loops over
+Both real servers use the PostgreSQL server of REGISTRAR_DATABASE_URL (default
+postgresql://postgres@127.0.0.1:5432/test), each on a fresh database dropped at the end.
 
-  create     create_model_version
-  staging    transition_model_version_stage -> Staging
-  production transition_model_version_stage -> Production, archive_existing_versions=True
-  get        get_model_version
-  search     search_model_versions("name = '<its model>'", max_results=10)
+The load is the MLflow client of this venv (mlflow-skinny, its INFO logging off): concurrency c
+runs c client processes, one MlflowClient each owning one registered model, for --duration
+seconds after --warmup seconds. Workloads (--workload):
 
-Concurrency c runs c client processes (one MlflowClient each, like c separate users), for
---duration seconds after a warm-up. Printed per server and concurrency: each operation's p50 /
-p99 latency, total operations per second, and the Registrar/MLflow ratios. Nothing is asserted.
+  pairs  (default) create_model_version, then transition_model_version_stage -> Staging
+  five   the same, then -> Production (archive_existing_versions), get_model_version and
+         search_model_versions("name = '<its model>'", max_results=10)
 
-    .venv/bin/python bench/mlflow_compare.py                       # concurrency 1 and 16
-    .venv/bin/python bench/mlflow_compare.py --concurrency 16 --duration 20
+Order: for each concurrency level, mlflow, then registrar, then the stub, with the same duration
+and warm-up. Printed: the machine, the commands, per level and server each operation's and each
+loop's p50 / p99 and loops per second, then a summary against issue 14's goals (Registrar >= 3x
+MLflow's throughput at 16 clients, a sequential p50 per pair <= 1/3 of MLflow's, >= 60% of the
+stub's ceiling at 16). Figures only: nothing is asserted.
+
+    .venv/bin/python bench/mlflow_compare.py                          # concurrency 1 and 16
+    .venv/bin/python bench/mlflow_compare.py --concurrency 1,16 --duration 5 --warmup 1
+    .venv/bin/python bench/mlflow_compare.py --workload five --registrar-topology split
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
+import importlib.metadata
 import multiprocessing
 import os
+import platform
 import re
+import shlex
+import signal
 import socket
 import subprocess
 import sys
@@ -42,7 +58,8 @@ import tempfile
 import time
 import uuid
 import warnings
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from statistics import quantiles
 from typing import Any
@@ -52,15 +69,18 @@ import httpx
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from fresh_database import with_fresh_database  # noqa: E402  (bench/ is not a package)
 
-from registrar.projections.catalogue import READ_MODELS  # noqa: E402
-from registrar.projections.current_state import NAME as CURRENT_STATE  # noqa: E402
-
-REPO = Path(__file__).resolve().parent.parent
+BENCH = Path(__file__).resolve().parent
 HOST = "127.0.0.1"
 DEFAULT_SERVER = "postgresql://postgres@127.0.0.1:5432/test"
 MLFLOW_VENV = Path.home() / ".cache" / "registrar-bench" / "mlflow-venv"
-OPERATIONS = ("create", "staging", "production", "get", "search")
-GOAL = "goal: Registrar >= 3x MLflow's throughput at concurrency 16, and a lower p50 at 1"
+SERVERS = ("mlflow", "registrar", "stub")
+WORKLOADS = {
+    "pairs": ("create", "staging"),
+    "five": ("create", "staging", "production", "get", "search"),
+}
+LOOP = {"pairs": "pair", "five": "loop"}
+"""What one pass of a workload is called in the output."""
+SOURCE = "s3://bench/model"
 
 
 def free_port() -> int:
@@ -82,6 +102,11 @@ def ensure_mlflow_venv(venv: Path) -> Path:
     return mlflow
 
 
+def registrar_executable() -> str:
+    beside = Path(sys.executable).parent / "registrar"
+    return str(beside if beside.exists() else BENCH.parent / ".venv" / "bin" / "registrar")
+
+
 def answers(url: str) -> bool:
     try:
         return httpx.get(url, timeout=2).status_code == 200
@@ -90,86 +115,236 @@ def answers(url: str) -> bool:
 
 
 @contextmanager
-def running(command: list[str], url: str | None, env: dict[str, str], log: Path) -> Any:
-    """Start a process, wait until `url` answers (no `url`: until it says it runs), stop it at
-    the end."""
-    with log.open("w") as out:
+def running(
+    command: list[str],
+    env: dict[str, str],
+    log: Path,
+    *,
+    url: str | None = None,
+    line: str | None = None,
+    stop: signal.Signals = signal.SIGTERM,
+    grace: float = 30.0,
+) -> Iterator[subprocess.Popen[bytes]]:
+    """Start a process, wait until `url` answers 200 and its output holds `line`; at the end send
+    it `stop`, and kill it if it has not exited after `grace` seconds."""
+    with log.open("a") as out:
         process = subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT)
         try:
             deadline = time.monotonic() + 120
-            while True:
+            while not ((line is None or line in log.read_text()) and (url is None or answers(url))):
                 if process.poll() is not None:
                     raise RuntimeError(f"{command[0]} exited:\n{log.read_text()[-3000:]}")
-                if answers(url) if url else "Ctrl-C stops it." in log.read_text():
-                    break
                 if time.monotonic() > deadline:
                     raise RuntimeError(f"{command[0]} did not start:\n{log.read_text()[-3000:]}")
-                time.sleep(0.3)
+                time.sleep(0.2)
             yield process
         finally:
-            process.terminate()
+            process.send_signal(stop)
             try:
-                process.wait(timeout=30)
+                process.wait(timeout=grace)
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait()
 
 
-# The load: one process per client ------------------------------------------------------------
+# The servers: each a recipe of commands, and a context that runs it for one phase --------------
+
+
+def mlflow_command(
+    mlflow: Path, database: str, artifacts: str, port: str, workers: int
+) -> list[str]:
+    return [
+        str(mlflow),
+        "server",
+        "--backend-store-uri",
+        # psycopg2 named: SQLAlchemy 2.1 would otherwise look for psycopg 3
+        database.replace("postgresql://", "postgresql+psycopg2://", 1),
+        "--default-artifact-root",
+        artifacts,
+        "--host",
+        HOST,
+        "--port",
+        port,
+        "--workers",
+        str(workers),
+    ]
+
+
+def split_read_models() -> list[str]:
+    """The read models `registrar project` keeps beside `serve --read-models current_state`,
+    as its --help lists them (all but current_state; promotions needs Kafka)."""
+    shown = subprocess.run(
+        [registrar_executable(), "project", "--help"], capture_output=True, text=True, check=True
+    )
+    found = re.search(r"which \(([^)]*)\)", " ".join(shown.stdout.split()))
+    if found is None:
+        raise RuntimeError(f"no read model names in `registrar project --help`:\n{shown.stdout}")
+    names = [name.strip() for name in found[1].split(",")]
+    return [name for name in names if name not in ("current_state", "promotions")]
+
+
+def registrar_commands(topology: str) -> list[list[str]]:
+    registrar = registrar_executable()
+    if topology == "up":
+        return [[registrar, "up"]]
+    if topology == "serve":
+        return [[registrar, "serve"]]
+    return [
+        [registrar, "serve", "--read-models", "current_state"],
+        [registrar, "project", *split_read_models()],
+    ]
+
+
+def registrar_env(database: str, home: Path, port: int) -> dict[str, str]:
+    """This environment without any REGISTRAR_ setting (so no REGISTRAR_KAFKA_BOOTSTRAP: `up`
+    starts its own broker), plus the benchmark's."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("REGISTRAR_")}
+    return env | {
+        "REGISTRAR_HOME": str(home),
+        "REGISTRAR_DATABASE_URL": database,
+        "REGISTRAR_PORT": str(port),
+        "REGISTRAR_HOST": HOST,
+        "REGISTRAR_LOG_LEVEL": "warning",
+    }
+
+
+class Servers:
+    """Starts one of the three servers for a phase; knows the databases, logs and options."""
+
+    def __init__(self, args: argparse.Namespace, mlflow: Path, databases: dict, scratch: Path):
+        self.args, self.mlflow, self.databases, self.scratch = args, mlflow, databases, scratch
+        self.announced = False
+
+    def commands(self) -> dict[str, list[list[str]]]:
+        """Each server's commands, with placeholders for what changes from phase to phase."""
+        workers = self.args.mlflow_workers
+        mlflow = mlflow_command(self.mlflow, "postgresql://.../<db>", "<dir>", "<port>", workers)
+        stub = [sys.executable, str(BENCH / "mlflow_stub.py"), "--host", HOST, "--port", "<port>"]
+        return {
+            "mlflow": [mlflow],
+            "registrar": registrar_commands(self.args.registrar_topology),
+            "stub": [stub],
+        }
+
+    @contextmanager
+    def run(self, server: str) -> Iterator[str]:
+        """Run `server` and yield its base URL."""
+        port = free_port()
+        uri = f"http://{HOST}:{port}"
+        logs = self.scratch
+        with ExitStack() as stack:
+            if server == "mlflow":
+                command = mlflow_command(
+                    self.mlflow,
+                    self.databases["mlflow"],
+                    str(logs / "artifacts"),
+                    str(port),
+                    self.args.mlflow_workers,
+                )
+                env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
+                stack.enter_context(running(command, env, logs / "mlflow.log", url=f"{uri}/health"))
+            elif server == "stub":
+                command = [
+                    sys.executable,
+                    str(BENCH / "mlflow_stub.py"),
+                    "--host",
+                    HOST,
+                    "--port",
+                    str(port),
+                ]
+                log, health = logs / "stub.log", f"{uri}/health"
+                stub = running(command, dict(os.environ), log, url=health, stop=signal.SIGINT)
+                stack.enter_context(stub)
+            else:
+                env = registrar_env(self.databases["registrar"], logs / "registrar-home", port)
+                for i, command in enumerate(registrar_commands(self.args.registrar_topology)):
+                    stack.enter_context(
+                        running(
+                            command,
+                            env,
+                            logs / f"registrar-{command[1]}.log",
+                            url=f"{uri}/healthz" if i == 0 else None,
+                            line="Ctrl-C stops it.",
+                            stop=signal.SIGINT,
+                            grace=15,
+                        )
+                    )
+                    if not self.announced:  # what it runs, in its own words, once
+                        said = (logs / f"registrar-{command[1]}.log").read_text().splitlines()
+                        for line in (ln for ln in said if ln.startswith("Running:")):
+                            print(f"  {command[1]}: {line}", flush=True)
+                self.announced = True
+                if self.args.registrar_topology == "up":
+                    time.sleep(self.args.settle)  # its Kafka consumers join their groups
+            yield uri
+
+
+# The load: one process per client --------------------------------------------------------------
+
+
+def one_loop(client: Any, model: str, workload: str) -> list[tuple[str, float]]:
+    """One pass of the workload: each operation's latency in ms, in order."""
+    times = [time.perf_counter()]
+    version = client.create_model_version(model, SOURCE, run_id="").version
+    times.append(time.perf_counter())
+    client.transition_model_version_stage(model, version, "Staging")
+    times.append(time.perf_counter())
+    if workload == "five":
+        client.transition_model_version_stage(model, version, "Production", True)
+        times.append(time.perf_counter())
+        got = client.get_model_version(model, version)
+        times.append(time.perf_counter())
+        assert got.current_stage == "Production", got
+        found = client.search_model_versions(f"name = '{model}'", max_results=10)
+        times.append(time.perf_counter())
+        assert found and found[0].name == model, found
+    ops = WORKLOADS[workload]
+    return [(op, (times[i + 1] - times[i]) * 1000) for i, op in enumerate(ops)]
 
 
 def client_loop(
-    uri: str, model: str, warmup: float, duration: float, ready: Any, go: Any, queue: Any
+    uri: str,
+    model: str,
+    workload: str,
+    warmup: float,
+    duration: float,
+    ready: Any,
+    go: Any,
+    queue: Any,
 ) -> None:
     """One client: loop over the workload on its own model once every client is ready; report
-    each operation's latencies (measured after the warm-up) to `queue`."""
+    each operation's and each loop's latencies (measured after the warm-up) to `queue`."""
     warnings.simplefilter("ignore")  # stages are deprecated in MLflow; still widely used
     os.environ["MLFLOW_HTTP_REQUEST_MAX_RETRIES"] = "0"  # an error shows, not a retried one
+    os.environ["MLFLOW_LOGGING_LEVEL"] = "WARNING"  # not a line per created version
     from mlflow import MlflowClient
 
     client = MlflowClient(tracking_uri=uri, registry_uri=uri)
     client.get_registered_model(model)  # imports done, connection open
-    timings: dict[str, list[float]] = {op: [] for op in OPERATIONS}
+    loop = LOOP[workload]
+    timings: dict[str, list[float]] = {op: [] for op in (*WORKLOADS[workload], loop)}
     errors = 0
     ready.put(model)
     go.wait()
     start = time.monotonic()
     measure_from, stop_at = start + warmup, start + warmup + duration
     while (now := time.monotonic()) < stop_at:
-        measured = now >= measure_from
         try:
-            steps = []
-            t0 = time.perf_counter()
-            version = client.create_model_version(model, "s3://bench/model", run_id="")
-            steps.append(("create", t0))
-            t0 = time.perf_counter()
-            client.transition_model_version_stage(model, version.version, "Staging")
-            steps.append(("staging", t0))
-            t0 = time.perf_counter()
-            client.transition_model_version_stage(model, version.version, "Production", True)
-            steps.append(("production", t0))
-            t0 = time.perf_counter()
-            got = client.get_model_version(model, version.version)
-            steps.append(("get", t0))
-            assert got.current_stage == "Production", got
-            t0 = time.perf_counter()
-            found = client.search_model_versions(f"name = '{model}'", max_results=10)
-            steps.append(("search", t0))
-            assert found and found[0].name == model, found
+            steps = one_loop(client, model, workload)
         except Exception as error:  # counted and reported, never hidden
             errors += 1
             print(f"client error: {error}", file=sys.stderr)
             continue
-        if measured:
-            ends = [t for _, t in steps[1:]] + [time.perf_counter()]
-            for (op, began), ended in zip(steps, ends, strict=True):
-                timings[op].append((ended - began) * 1000)
+        if now >= measure_from:
+            for op, ms in steps:
+                timings[op].append(ms)
+            timings[loop].append(sum(ms for _, ms in steps))
     queue.put((timings, errors))
 
 
-def run_phase(uri: str, concurrency: int, warmup: float, duration: float) -> dict[str, Any]:
+def run_phase(uri: str, workload: str, level: int, warmup: float, duration: float) -> dict:
     tag = uuid.uuid4().hex[:8]
-    models = [f"bench-{concurrency}-{tag}-{i}" for i in range(concurrency)]
+    models = [f"bench-{level}-{tag}-{i}" for i in range(level)]
     for model in models:  # plain HTTP: this process never imports mlflow, its clients do
         created = httpx.post(
             f"{uri}/api/2.0/mlflow/registered-models/create", json={"name": model}, timeout=30
@@ -178,7 +353,9 @@ def run_phase(uri: str, concurrency: int, warmup: float, duration: float) -> dic
     context = multiprocessing.get_context("spawn")
     ready, go, queue = context.Queue(), context.Event(), context.Queue()
     clients = [
-        context.Process(target=client_loop, args=(uri, model, warmup, duration, ready, go, queue))
+        context.Process(
+            target=client_loop, args=(uri, model, workload, warmup, duration, ready, go, queue)
+        )
         for model in models
     ]
     for client in clients:
@@ -189,16 +366,18 @@ def run_phase(uri: str, concurrency: int, warmup: float, duration: float) -> dic
     results = [queue.get() for _ in clients]
     for client in clients:
         client.join()
-    timings: dict[str, list[float]] = {op: [] for op in OPERATIONS}
+    timings: dict[str, list[float]] = {}
     for client_timings, _ in results:
         for op, values in client_timings.items():
-            timings[op] += values
-    total = sum(len(values) for values in timings.values())
+            timings.setdefault(op, []).extend(values)
     return {
         "timings": timings,
         "errors": sum(errors for _, errors in results),
-        "ops_per_second": total / duration,
+        "per_second": len(timings[LOOP[workload]]) / duration,
     }
+
+
+# The report ------------------------------------------------------------------------------------
 
 
 def percentile(values: list[float], q: int) -> float:
@@ -207,127 +386,183 @@ def percentile(values: list[float], q: int) -> float:
     return quantiles(values, n=100, method="inclusive")[q - 1]
 
 
-def report(results: dict[tuple[str, int], dict[str, Any]], levels: list[int]) -> None:
-    for level in levels:
+def ratio(a: float, b: float) -> float:
+    return a / b if b else float("nan")
+
+
+def report(results: dict, args: argparse.Namespace) -> None:
+    servers = [s for s in SERVERS if s in args.servers]
+    loop = LOOP[args.workload]
+    label = {"mlflow": "MLflow", "registrar": "Registrar", "stub": "stub"}
+    print(f"\nlatency in ms (p50 / p99); Registrar = {args.registrar_topology} topology")
+    for level in args.concurrency:
         print(f"\nconcurrency {level}")
-        print(
-            f"  {'operation':<11}{'':>2}{'MLflow p50':>11}{'p99':>9}{'Registrar p50':>15}{'p99':>9}"
-        )
-        for op in OPERATIONS:
-            cells = []
-            for server in ("mlflow", "registrar"):
+        print(f"  {'':<12}" + "".join(f"{label[s] + ' p50':>16}{'p99':>8}" for s in servers))
+        for op in (*WORKLOADS[args.workload], loop):
+            cells = ""
+            for server in servers:
                 values = results[(server, level)]["timings"][op]
-                cells += [percentile(values, 50), percentile(values, 99)]
-            print(
-                f"  {op:<11}{'':>2}{cells[0]:>10.1f} {cells[1]:>8.1f} {cells[2]:>14.1f} {cells[3]:>8.1f}"
-            )
-        ml, reg = results[("mlflow", level)], results[("registrar", level)]
-        all_ml = [v for vs in ml["timings"].values() for v in vs]
-        all_reg = [v for vs in reg["timings"].values() for v in vs]
+                cells += f"{percentile(values, 50):>16.1f}{percentile(values, 99):>8.1f}"
+            print(f"  {op:<12}{cells}")
         print(
-            f"  throughput: MLflow {ml['ops_per_second']:,.0f} ops/s, Registrar"
-            f" {reg['ops_per_second']:,.0f} ops/s -> ratio"
-            f" {reg['ops_per_second'] / ml['ops_per_second']:.2f}x"
+            f"  {loop + 's/s':<12}"
+            + "".join(f"{results[(s, level)]['per_second']:>16,.1f}{'':>8}" for s in servers)
         )
-        print(
-            f"  p50 over all operations: MLflow {percentile(all_ml, 50):.1f} ms, Registrar"
-            f" {percentile(all_reg, 50):.1f} ms -> ratio"
-            f" {percentile(all_reg, 50) / percentile(all_ml, 50):.2f}"
-        )
-        print(f"  errors: MLflow {ml['errors']}, Registrar {reg['errors']}")
-    print(f"\n{GOAL}")
+        errors = "".join(f"{results[(s, level)]['errors']:>16}{'':>8}" for s in servers)
+        print(f"  {'errors':<12}{errors}")
+    summarize(results, args, servers)
 
 
-async def compare(server: str, args: argparse.Namespace, mlflow: Path) -> None:
+def summarize(results: dict, args: argparse.Namespace, servers: list[str]) -> None:
+    """The issue's three figures, each beside its goal (ratios of what ran; n/a otherwise)."""
+    loop = LOOP[args.workload]
+    high, low = max(args.concurrency), min(args.concurrency)
+
+    def rate(server: str) -> float:
+        return results[(server, high)]["per_second"] if server in servers else float("nan")
+
+    def p50(server: str) -> float:
+        if server not in servers:
+            return float("nan")
+        return percentile(results[(server, low)]["timings"][loop], 50)
+
+    throughput = ratio(rate("registrar"), rate("mlflow"))
+    sequential = ratio(p50("registrar"), p50("mlflow"))
+    of_ceiling = ratio(rate("registrar"), rate("stub"))
+    mlflow_of_ceiling = ratio(rate("mlflow"), rate("stub"))
+    rows = [
+        (
+            f"throughput at {high}: Registrar / MLflow",
+            f"{throughput:.2f}x",
+            ">= 3x",
+            throughput >= 3,
+        ),
+        (
+            f"{loop} p50 at {low}: Registrar / MLflow",
+            f"{sequential:.2f}",
+            "<= 0.33",
+            sequential <= 1 / 3,
+        ),
+        (
+            f"throughput at {high}: Registrar / stub ceiling",
+            f"{of_ceiling:.0%}",
+            ">= 60%",
+            of_ceiling >= 0.6,
+        ),
+        (f"throughput at {high}: MLflow / stub ceiling", f"{mlflow_of_ceiling:.0%}", "", None),
+    ]
+    print(f"\nsummary: {args.workload} workload, Registrar = `{args.registrar_topology}` topology")
+    print(f"  {'figure':<48}{'value':>9}  {'goal':<9}")
+    for name, value, goal, met in rows:
+        if "nan" in value:
+            value, met = "n/a", None
+        verdict = "" if met is None else ("met" if met else "not met")
+        print(f"  {name:<48}{value:>9}  {goal:<9}{verdict}")
+    print(
+        f"  {loop}s/s at {high}: "
+        + ", ".join(f"{s} {rate(s):,.1f}" for s in servers)
+        + f"; {loop} p50 at {low}: "
+        + ", ".join(f"{s} {p50(s):.1f} ms" for s in servers)
+    )
+
+
+def describe(args: argparse.Namespace, servers: Servers, mlflow: Path, server: str) -> None:
+    """The machine, the versions and the commands: what a reader needs to rerun it."""
+    mlflow_version = subprocess.run([str(mlflow), "--version"], capture_output=True, text=True)
+    cpuinfo = Path("/proc/cpuinfo")
+    names = cpuinfo.read_text().splitlines() if cpuinfo.exists() else []
+    cpu = next((n.split(":", 1)[1].strip() for n in names if n.startswith("model name")), "?")
+    load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
+    print(f"machine: {os.cpu_count()} cores ({cpu}), load average {load}; the servers, PostgreSQL")
+    print("  and the clients share them")
+    print(
+        f"server: {mlflow_version.stdout.strip()}; client: mlflow-skinny"
+        f" {importlib.metadata.version('mlflow-skinny')}, Python {platform.python_version()}"
+    )
+    print(f"PostgreSQL server (both real servers): {re.sub(r'//.*@', '//', server)}")
+    steps = " -> ".join(WORKLOADS[args.workload])
+    print(
+        f"workload {args.workload}: {steps} per {LOOP[args.workload]};"
+        f" concurrency {', '.join(map(str, args.concurrency))} client processes;"
+        f" {args.warmup:g} s warm-up + {args.duration:g} s measured per phase"
+    )
+    print("commands:")
+    for name, commands in servers.commands().items():
+        if name in args.servers:
+            for command in commands:
+                print(f"  {name:<10}{shlex.join(command)}")
+    if "registrar" in args.servers:
+        print(
+            "  registrar env: REGISTRAR_HOME=<tmp> REGISTRAR_DATABASE_URL=<fresh db>"
+            " REGISTRAR_PORT=<port> REGISTRAR_HOST=127.0.0.1 REGISTRAR_LOG_LEVEL=warning"
+            " (no REGISTRAR_KAFKA_BOOTSTRAP)"
+        )
+    print(f"  this run  {shlex.join([sys.executable, *sys.argv])}", flush=True)
+
+
+def compare(server: str, args: argparse.Namespace, mlflow: Path) -> None:
     results: dict[tuple[str, int], dict[str, Any]] = {}
     with tempfile.TemporaryDirectory(prefix="mlflow-compare-") as scratch:
-        logs = Path(scratch)
 
-        async def on_mlflow(database: str) -> None:
-            port = free_port()
-            uri = f"http://{HOST}:{port}"
-            command = [
-                str(mlflow),
-                "server",
-                "--backend-store-uri",
-                # psycopg2 named: SQLAlchemy 2.1 would otherwise look for psycopg 3
-                database.replace("postgresql://", "postgresql+psycopg2://", 1),
-                "--default-artifact-root",
-                str(logs / "artifacts"),
-                "--host",
-                HOST,
-                "--port",
-                str(port),
-                "--workers",
-                str(args.mlflow_workers),
-            ]
-            env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
-            with running(command, f"{uri}/health", env, logs / "mlflow.log"):
+        async def on_databases(mlflow_db: str) -> None:
+            async def on_registrar_db(registrar_db: str) -> None:
+                databases = {"mlflow": mlflow_db, "registrar": registrar_db}
+                servers = Servers(args, mlflow, databases, Path(scratch))
+                describe(args, servers, mlflow, server)
                 for level in args.concurrency:
-                    print(f"mlflow server, concurrency {level} ...", flush=True)
-                    results[("mlflow", level)] = run_phase(uri, level, args.warmup, args.duration)
+                    for name in (s for s in SERVERS if s in args.servers):
+                        print(f"{name}, concurrency {level} ...", flush=True)
+                        with servers.run(name) as uri:
+                            results[(name, level)] = run_phase(
+                                uri, args.workload, level, args.warmup, args.duration
+                            )
 
-        async def on_registrar(database: str) -> None:
-            port = free_port()
-            uri = f"http://{HOST}:{port}"
-            env = {k: v for k, v in os.environ.items() if not k.startswith("REGISTRAR_")}
-            env |= {
-                "REGISTRAR_DATABASE_URL": database,
-                "REGISTRAR_PORT": str(port),
-                "REGISTRAR_HOST": HOST,
-                "REGISTRAR_LOG_LEVEL": "warning",
-            }
-            registrar = str(REPO / ".venv" / "bin" / "registrar")
-            serve = [registrar, "serve"]
-            # As in production without Kafka: the API process keeps the read model its queries
-            # wait for; a projector process keeps the others.
-            project = [registrar, "project", *(n for n in READ_MODELS if n != CURRENT_STATE)]
-            if not args.single_process:
-                serve += ["--read-models", CURRENT_STATE]
-            with contextlib.ExitStack() as processes:
-                processes.enter_context(
-                    running(serve, f"{uri}/healthz", env, logs / "registrar.log")
-                )
-                if not args.single_process:
-                    processes.enter_context(running(project, None, env, logs / "project.log"))
-                for level in args.concurrency:
-                    print(f"{' + '.join(processes_of(args))}, concurrency {level} ...", flush=True)
-                    results[("registrar", level)] = run_phase(
-                        uri, level, args.warmup, args.duration
-                    )
+            await with_fresh_database(server, on_registrar_db)
 
-        await with_fresh_database(server, on_mlflow)
-        await with_fresh_database(server, on_registrar)
-    report(results, args.concurrency)
+        asyncio.run(with_fresh_database(server, on_databases))
+    report(results, args)
 
 
-def processes_of(args: argparse.Namespace) -> list[str]:
-    if args.single_process:
-        return ["registrar serve"]
-    return [f"registrar serve --read-models {CURRENT_STATE}", "registrar project (the others)"]
+def comma_list(kind: Callable[[str], Any]) -> Callable[[str], list[Any]]:
+    return lambda text: [kind(part) for part in text.split(",") if part]
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 16])
+    parser.add_argument(
+        "--concurrency", type=comma_list(int), nargs="+", default=[[1, 16]], help="e.g. 1,16"
+    )
     parser.add_argument("--duration", type=float, default=15.0, help="seconds measured per phase")
     parser.add_argument("--warmup", type=float, default=3.0, help="seconds before measuring")
+    parser.add_argument("--workload", choices=sorted(WORKLOADS), default="pairs")
+    parser.add_argument(
+        "--registrar-topology",
+        choices=("up", "split", "serve"),
+        default="up",
+        help="up: `registrar up` (default); split: `serve --read-models current_state` beside"
+        " `project` the others, no Kafka; serve: one `registrar serve`, no Kafka",
+    )
+    parser.add_argument(
+        "--servers",
+        type=comma_list(str),
+        default=list(SERVERS),
+        help="default mlflow,registrar,stub",
+    )
+    parser.add_argument(
+        "--settle", type=float, default=3.0, help="seconds after `registrar up` starts"
+    )
     parser.add_argument("--mlflow-venv", type=Path, default=MLFLOW_VENV)
     parser.add_argument(
         "--mlflow-workers", type=int, default=2, help="mlflow server workers (one per core)"
     )
-    parser.add_argument(
-        "--single-process",
-        action="store_true",
-        help="run Registrar as one `registrar serve` keeping every read model",
-    )
     args = parser.parse_args()
+    args.concurrency = sorted({level for levels in args.concurrency for level in levels})
+    unknown = set(args.servers) - set(SERVERS)
+    if unknown:
+        parser.error(f"unknown servers {', '.join(sorted(unknown))}: choose from {SERVERS}")
     server = os.environ.get("REGISTRAR_DATABASE_URL") or DEFAULT_SERVER
     mlflow = ensure_mlflow_venv(args.mlflow_venv)
-    version = subprocess.run([str(mlflow), "--version"], capture_output=True, text=True)
-    print(f"{version.stdout.strip()}; PostgreSQL server {re.sub(r'//.*@', '//', server)}")
-    print(f"{os.cpu_count()} cores, shared by the server, PostgreSQL and the clients")
-    asyncio.run(compare(server, args, mlflow))
+    compare(server, args, mlflow)
 
 
 if __name__ == "__main__":

@@ -35,11 +35,9 @@ BENCHMARKS_USING_INTERNALS = {
     "lineage_impact.py",
     "stream_load.py",
     "relay_backlog.py",
-    "bus_lag.py",
     "access_control.py",
     "fresh_database.py",
     "rebuild.py",
-    "mlflow_compare.py",
 }
 
 
