@@ -67,5 +67,3 @@ async def test_a_projection_following_the_store_stops_on_the_event_and_says_why(
     )
     assert lineage.status_code == 200, lineage.text
     assert (await projection_status(api, "lineage"))["halted"] is None
-
-

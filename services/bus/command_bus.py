@@ -55,7 +55,7 @@ from registrar.bus.inbound import (
     problems,
     raw_body,
 )
-from registrar.bus.kafka_broker import CONSUMER_TUNING
+from registrar.bus.kafka_broker import UNHURRIED_CONSUMER_TUNING
 from registrar.commands.command_handler import CommandMeta
 from registrar.contracts.codec import canonical, dumps, loads
 from registrar.contracts.command_messages import (
@@ -259,7 +259,7 @@ def attach_command_bus(
 
     broker.subscriber(
         REGISTRY_COMMANDS.name,
-        **CONSUMER_TUNING,
+        **UNHURRIED_CONSUMER_TUNING,
         group_id=group_id,
         auto_offset_reset="earliest",
         ack_policy=AckPolicy.MANUAL,

@@ -157,4 +157,10 @@ CONSUMER_TUNING: dict[str, int] = {
     "session_timeout_ms": 6_000,
     "heartbeat_interval_ms": 2_000,
 }
-"""Settings every Registrar consumer uses."""
+"""Settings every Registrar consumer uses: the read models' projectors as they are."""
+
+UNHURRIED_CONSUMER_TUNING: dict[str, int] = {**CONSUMER_TUNING, "fetch_max_wait_ms": 200}
+"""For consumers no query waits on (commands, training runs, promotions to announce): a fetch
+may wait longer. Each waiting fetch the broker answers empty costs it CPU; at 20 ms, eight idle
+consumers kept Tansu at a quarter of a core (bench/idle_cpu.py). A message reaches these at
+most 200 ms later."""

@@ -14,7 +14,7 @@ from faststream.kafka import KafkaBroker
 from pydantic import ValidationError
 
 from registrar.bus.inbound import acknowledged_after, dead_letter, problems, raw_body
-from registrar.bus.kafka_broker import CONSUMER_TUNING
+from registrar.bus.kafka_broker import UNHURRIED_CONSUMER_TUNING
 from registrar.contracts.codec import dumps
 from registrar.contracts.envelope import Envelope
 from registrar.contracts.events import EVENT_TYPES, AliasSet, StageChanged, event_from_payload
@@ -134,7 +134,7 @@ def attach_promotions(
 
     broker.subscriber(
         REGISTRY_EVENTS.name,
-        **CONSUMER_TUNING,
+        **UNHURRIED_CONSUMER_TUNING,
         group_id=group_id,
         auto_offset_reset="earliest",
         ack_policy=AckPolicy.MANUAL,

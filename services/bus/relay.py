@@ -97,6 +97,7 @@ class Relay:
         name: str = "registry.events",
         batch_size: int = 5000,
         idle_poll_seconds: float = 0.02,
+        idle_poll_max_seconds: float = 0.25,
         broker_check_seconds: float = 5.0,
     ) -> None:
         self.store = store
@@ -104,6 +105,9 @@ class Relay:
         self.name = name
         self.batch_size = batch_size
         self.idle_poll_seconds = idle_poll_seconds
+        self.idle_poll_max_seconds = idle_poll_max_seconds
+        """Looks for appends made elsewhere (other processes) every idle_poll_seconds while events
+        flow, backing off to this when there are none; an append in this process wakes it."""
         self.broker_check_seconds = broker_check_seconds
         self.progress = RelayProgress()
         self.is_leader = False
@@ -152,6 +156,7 @@ class Relay:
             await self._start_over("the broker holds none of Registrar's topics")
         last_check = asyncio.get_running_loop().time()
         failures = 0
+        empty_reads = 0
         ahead: asyncio.Task[list[RecordedEvent]] | None = None
         while True:
             try:
@@ -167,6 +172,7 @@ class Relay:
                     batch, ahead = await ahead, None
                 else:
                     batch = await self.store.read_all(self.progress.checkpoint, self.batch_size)
+                empty_reads = 0 if batch else empty_reads + 1
                 if batch:
                     sent = await self._send(producer, batch)
                     if len(batch) == self.batch_size:
@@ -192,7 +198,12 @@ class Relay:
                 await asyncio.sleep(OUTAGE.pause(failures))
                 last_check = -self.broker_check_seconds
                 continue
-            await self._wake.sleep(self.idle_poll_seconds)
+            await self._wake.sleep(
+                min(
+                    self.idle_poll_seconds * 2 ** min(max(empty_reads - 1, 0), 16),
+                    self.idle_poll_max_seconds,
+                )
+            )
 
     async def _send(
         self, producer: AIOKafkaProducer, batch: list[RecordedEvent]

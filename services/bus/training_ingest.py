@@ -16,7 +16,7 @@ from pydantic import ValidationError
 
 from registrar.access.principal import Principal
 from registrar.bus.inbound import acknowledged_after, dead_letter, problems, raw_body
-from registrar.bus.kafka_broker import CONSUMER_TUNING
+from registrar.bus.kafka_broker import UNHURRIED_CONSUMER_TUNING
 from registrar.commands.command_handler import CommandMeta
 from registrar.contracts.commands import RegisterModel, RegisterVersion
 from registrar.contracts.identifiers import derived_event_id
@@ -203,7 +203,7 @@ def attach_training_ingest(
 
     broker.subscriber(
         TRAINING_COMPLETED.name,
-        **CONSUMER_TUNING,
+        **UNHURRIED_CONSUMER_TUNING,
         group_id=group_id,
         ack_policy=AckPolicy.MANUAL,
         # A new group starts at the oldest message: runs finished before Registrar first
