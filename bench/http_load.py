@@ -287,6 +287,8 @@ class Stats:
     errors: Counter[str] = field(default_factory=Counter)
     warmup_errors: Counter[str] = field(default_factory=Counter)
     samples: dict[str, str] = field(default_factory=dict)
+    numbers: dict[str, list[int]] = field(default_factory=dict)
+    """model -> the version numbers RegisterVersion answered (warm-up included)."""
 
     def ok(self, kind: str, started: float, measure_from: float, ns: int) -> None:
         if started >= measure_from:
@@ -404,6 +406,19 @@ async def register_client(
                          _version_body(client, n), 201)  # fmt: skip
         failures = 0 if ok is not None else failures + 1
         measured += now >= window.measure_from
+        if ok is not None:
+            stats.numbers.setdefault(model, []).append(_loads(ok)["version"])
+
+
+def gaps(stats: Stats) -> list[str]:
+    """Each model whose answered version numbers are not exactly 1..N, once each (every version
+    of a phase's models is registered by the phase, so any gap or repeat is the server's)."""
+    return [
+        f"{model}: {len(numbers)} versions answered, {len(set(numbers))} distinct, highest"
+        f" {max(numbers)}"
+        for model, numbers in stats.numbers.items()
+        if sorted(numbers) != list(range(1, len(numbers) + 1))
+    ]
 
 
 async def mix_client(http: Http, client: int, model: str, stats: Stats, window: Window) -> None:
@@ -793,6 +808,11 @@ def print_phase(result: PhaseResult, servers: int) -> None:
             f" {cpu['postgres'] * per:.2f} ms, load generator {cpu['loadgen'] * per:.2f} ms"
             "  (robust to other load on the machine; throughput figures are not)"
         )
+    if result.layout == "shared" and stats.numbers:
+        broken = gaps(stats)
+        numbered = sum(len(n) for n in stats.numbers.values())
+        print(f"   version numbers: {'GAPS OR REPEATS: ' + '; '.join(broken) if broken else 'gapless'}"
+              f" ({numbered} versions answered on one model, warm-up included)")  # fmt: skip
     if stats.errors:
         total = sum(stats.errors.values())
         print(f"   !!!!!!!! {total} ERRORS IN THIS PHASE: its figures are not valid !!!!!!!!")
@@ -1015,6 +1035,7 @@ async def amain(opts: Options) -> int:
     else:
         print(f"server logs kept in {log_dir}")
     failed = sum(sum(r.stats.errors.values()) for r in results)
+    failed += sum(len(gaps(r.stats)) for r in results)
     if failed:
         print(f"\n!!! {failed} requests failed: see the phases marked ERRORS above !!!")
         return 1

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
+import immutables
 from pydantic import TypeAdapter
 
 from registrar.contracts.envelope import Envelope
@@ -65,7 +66,10 @@ class ModelState:
     updated_at: datetime
     deleted: bool = False
     last_version: int = 0
-    versions: dict[int, VersionState] = field(default_factory=dict)
+    versions: Mapping[int, VersionState] = field(default_factory=immutables.Map)
+    """By number: a persistent map, so an event's new state shares every other version with the
+    old one (copying a dict of thousands of versions per event made a busy model's writes
+    slower with every version it gained)."""
     aliases: dict[str, int] = field(default_factory=dict)
     requests: Requests = field(default_factory=dict)
     """Transition requests by id, open and closed (registrar.domain.transition_requests)."""
@@ -103,7 +107,10 @@ _MODEL_CHANGES = (
 
 
 def _with_version(state: ModelState, version: VersionState, at: datetime) -> ModelState:
-    return replace(state, versions={**state.versions, version.version: version}, updated_at=at)
+    versions = state.versions
+    if not isinstance(versions, immutables.Map):
+        versions = immutables.Map(versions)
+    return replace(state, versions=versions.set(version.version, version), updated_at=at)
 
 
 def evolve(state: ModelState | None, event: Event, at: datetime) -> ModelState | None:
@@ -193,11 +200,12 @@ _state_adapter: TypeAdapter[ModelState] = TypeAdapter(ModelState)
 
 
 def state_to_json(state: ModelState) -> Any:
-    return _state_adapter.dump_python(state, mode="json")
+    return _state_adapter.dump_python(replace(state, versions=dict(state.versions)), mode="json")
 
 
 def state_from_json(data: Any) -> ModelState:
-    return _state_adapter.validate_python(data)
+    state = _state_adapter.validate_python(data)
+    return replace(state, versions=immutables.Map(state.versions))
 
 
 def touched_versions(

@@ -124,7 +124,12 @@ def test_a_registered_model_is_created_and_updated_at_the_events_time() -> None:
 
     assert state is not None
     assert (state.created_at, state.updated_at) == (AT, AT)
-    assert (state.deleted, state.last_version, state.versions, state.aliases) == (False, 0, {}, {})
+    assert (state.deleted, state.last_version, dict(state.versions), state.aliases) == (
+        False,
+        0,
+        {},
+        {},
+    )
 
 
 def test_a_later_event_moves_updated_at_but_not_created_at() -> None:

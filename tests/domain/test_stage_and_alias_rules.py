@@ -80,7 +80,7 @@ def test_archive_existing_archives_every_other_live_holder_in_version_order() ->
 def test_archive_existing_follows_version_order_not_the_order_the_state_holds_them() -> None:
     state = given(*model_with_versions(4), moved(2, NONE, PRODUCTION), moved(4, NONE, PRODUCTION))
     assert state is not None
-    shuffled = replace(state, versions=dict(reversed(state.versions.items())))
+    shuffled = replace(state, versions=dict(reversed(list(state.versions.items()))))
 
     events = when(
         TransitionStage(name=NAME, version=1, stage="Production", archive_existing=True), shuffled
