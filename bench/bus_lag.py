@@ -141,21 +141,31 @@ async def poll(conn: asyncpg.Connection, measured: Measured, interval: float) ->
 class Client:
     """Keep-alive connections to the API, at most `limit` requests at a time."""
 
+    KEEP_ALIVE_SECONDS = 4.0
+    """A connection idle longer is closed rather than reused: the server (uvicorn) closes one
+    idle for 5 s, and a request sent as it does is lost (HTTP clients expire theirs alike)."""
+
     def __init__(self, port: int, limit: int) -> None:
         self.port = port
-        self.idle: list[Http] = []
+        self.idle: list[tuple[Http, float]] = []
         self.slots = asyncio.Semaphore(limit)
 
     async def request(self, method: bytes, path: str, body: dict[str, object]) -> tuple[int, bytes]:
         async with self.slots:
-            http = self.idle.pop() if self.idle else Http(HOST, self.port)
+            http = None
+            while self.idle and http is None:
+                http, since = self.idle.pop()
+                if time.monotonic() - since > self.KEEP_ALIVE_SECONDS:
+                    await http.close()
+                    http = None
+            http = http or Http(HOST, self.port)
             try:
                 return await http.request(method, quote(path).encode(), orjson.dumps(body))
             finally:
-                self.idle.append(http)
+                self.idle.append((http, time.monotonic()))
 
     async def close(self) -> None:
-        await asyncio.gather(*(http.close() for http in self.idle))
+        await asyncio.gather(*(http.close() for http, _ in self.idle))
 
 
 async def command(
