@@ -250,7 +250,8 @@ class CommandHandler:
                     settled = await self._grouped(turns) if len(turns) > 1 else 0
                 except Exception as failed:  # the store failed: as it would have for each alone
                     for turn in turns:
-                        turn.done.set_exception(failed)
+                        if not turn.done.done():
+                            turn.done.set_exception(failed)
                     continue
                 for turn in turns[settled:]:
                     await self._alone(turn)
@@ -316,12 +317,9 @@ class CommandHandler:
             start += len(events)
             stream = stream.folded(mine)
             outcomes.append((turn, Outcome(stream, mine), context))
-        self._remember(stream)
-        if self.on_append is not None:
-            self.on_append(stream)
+        await self._appended(cached.version, stream)
         for turn, outcome, context in outcomes:
             turn.done.set_result((outcome, context))
-        await self._snapshot_if_due(cached.version, stream)
         return len(decided)
 
     async def _context(self, command: Command, meta: CommandMeta) -> DecisionContext:
@@ -399,10 +397,7 @@ class CommandHandler:
             if not _continues(loaded, new_events, appended):
                 return await self._replayed(command, meta, loaded, appended)
             after = loaded.folded(appended)
-            self._remember(after)
-            await self._snapshot_if_due(loaded.version, after)
-            if self.on_append is not None:
-                self.on_append(after)
+            await self._appended(loaded.version, after)
             return Outcome(after, appended)
         raise Conflict(
             f"model {command.name!r} is being changed by many writers at once; "
@@ -466,6 +461,14 @@ class CommandHandler:
             snapshot.head_hash,
             snapshot.head_position,
         )
+
+    async def _appended(self, version_before: int, after: LoadedStream) -> None:
+        """What follows every append, alone or grouped: hold the new state, tell who follows
+        appends (read-your-writes, the relay), and snapshot when due."""
+        self._remember(after)
+        if self.on_append is not None:
+            self.on_append(after)
+        await self._snapshot_if_due(version_before, after)
 
     async def _snapshot_if_due(self, version_before: int, after: LoadedStream) -> None:
         if after.state is None:
