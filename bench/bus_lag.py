@@ -45,7 +45,7 @@ import asyncpg
 import orjson
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from registrar_up import PARTS, Http, HttpError, RegistrarUp, TreeCpu  # noqa: E402
+from registrar_up import PARTS, Http, HttpError, RegistrarUp, TreeCpu, add_database_option  # noqa: E402
 
 GOAL_P99_MS = 100.0
 GOAL = "p99 < 100 ms at 200 commands/s"
@@ -381,12 +381,7 @@ def main() -> None:
     parser.add_argument("--models", type=int, default=100)
     parser.add_argument("--poll-ms", type=float, default=3.0, help="read-model poll interval")
     parser.add_argument("--connections", type=int, default=64, help="most requests at a time")
-    parser.add_argument(
-        "--database",
-        choices=("embedded", "machine"),
-        default="embedded",
-        help="up's embedded PostgreSQL (default), or a fresh database on the machine's server",
-    )
+    add_database_option(parser)
     parser.add_argument("--keep", action="store_true", help="keep REGISTRAR_HOME and up's log")
     args = parser.parse_args()
     up = RegistrarUp(database=args.database, keep=args.keep)

@@ -37,7 +37,7 @@ from collections import Counter
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from registrar_up import PARTS, RegistrarUp, TreeCpu  # noqa: E402
+from registrar_up import PARTS, RegistrarUp, TreeCpu, add_database_option  # noqa: E402
 
 GOAL_PERCENT = 3.0
 GOAL = "idle CPU of the whole `registrar up` process tree < 3% of one core"
@@ -156,12 +156,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seconds", type=float, default=60.0, help="length of the idle window")
     parser.add_argument("--settle", type=float, default=10.0, help="seconds after start, before")
-    parser.add_argument(
-        "--database",
-        choices=("embedded", "machine"),
-        default="embedded",
-        help="up's embedded PostgreSQL (default), or a fresh database on the machine's server",
-    )
+    add_database_option(parser)
     parser.add_argument("--py-spy", type=Path, metavar="FILE", help="record the Python processes")
     parser.add_argument("--py-spy-rate", type=int, default=100, help="samples per second")
     parser.add_argument("--keep", action="store_true", help="keep REGISTRAR_HOME and up's log")

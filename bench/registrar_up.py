@@ -13,6 +13,7 @@ Nothing of Registrar is imported: the benchmarks see the system as its users do.
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import contextlib
 import os
@@ -24,12 +25,11 @@ import sys
 import tempfile
 import time
 import urllib.request
-import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
-import asyncpg
+from fresh_database import create_database, drop_database
 
 REPO = Path(__file__).resolve().parent.parent
 MACHINE_SERVER = "postgresql://postgres@127.0.0.1:5432/test"
@@ -43,21 +43,20 @@ def registrar_executable() -> Path:
     return beside if beside.exists() else REPO / ".venv" / "bin" / "registrar"
 
 
+def add_database_option(parser: argparse.ArgumentParser) -> None:
+    """`--database embedded|machine`, as every benchmark of `registrar up` takes it."""
+    parser.add_argument(
+        "--database",
+        choices=("embedded", "machine"),
+        default="embedded",
+        help="up's embedded PostgreSQL (default), or a fresh database on the machine's server",
+    )
+
+
 def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return int(probe.getsockname()[1])
-
-
-def plain_url(url: str) -> str:
-    """`url` as asyncpg takes it (postgresql://, no SQLAlchemy driver name)."""
-    scheme, rest = url.split("://", 1)
-    return f"postgresql://{rest}" if scheme.startswith("postgres") else url
-
-
-def with_database(url: str, database: str) -> str:
-    parts = urlsplit(plain_url(url))
-    return urlunsplit(parts._replace(path=f"/{database}"))
 
 
 # --------------------------------------------------------------------------------------------
@@ -254,26 +253,6 @@ class Postmaster:
             deadline = time.monotonic() + 10
             while is_running(self.pid) and time.monotonic() < deadline:
                 time.sleep(0.2)
-
-
-async def create_database(server: str) -> str:
-    """A new empty database on `server`; its URL."""
-    name = f"registrar_bench_{uuid.uuid4().hex[:12]}"
-    conn = await asyncpg.connect(plain_url(server))
-    try:
-        await conn.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await conn.close()
-    return with_database(server, name)
-
-
-async def drop_database(server: str, url: str) -> None:
-    name = urlsplit(url).path.lstrip("/")
-    conn = await asyncpg.connect(plain_url(server))
-    try:
-        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        await conn.close()
 
 
 # --------------------------------------------------------------------------------------------
