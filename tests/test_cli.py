@@ -142,6 +142,20 @@ def _gone(pid: int, within: float = 30) -> bool:
     return False
 
 
+def _up_process() -> psutil.Process:
+    """The running `registrar up --port 0` (a process that ends while listed has no cmdline)."""
+    return next(
+        p
+        for p in psutil.process_iter(["cmdline"])
+        if (p.info["cmdline"] or [])[-3:] == ["up", "--port", "0"]
+    )
+
+
+def _companion_of(up: psutil.Process) -> psutil.Process:
+    """`up`'s second process, the one running its projectors and ingest consumers."""
+    return next(p for p in up.children() if "spawn_main" in " ".join(p.cmdline()))
+
+
 def test_a_killed_up_leaves_no_server_behind_and_the_next_up_starts_and_stops_cleanly(
     tmp_path: Path,
 ) -> None:
@@ -149,11 +163,7 @@ def test_a_killed_up_leaves_no_server_behind_and_the_next_up_starts_and_stops_cl
     pgdata = tmp_path / "home" / "postgres"
     with running_registrar("up", "--port", "0", env=env, cwd=tmp_path) as (url, _):
         assert httpx.post(f"{url}/v1/models", json={"name": "survives"}).status_code == 201
-        up = next(
-            p
-            for p in psutil.process_iter(["cmdline"])
-            if p.info["cmdline"][-3:] == ["up", "--port", "0"]
-        )
+        up = _up_process()
         broker = next(p for p in up.children() if "tansu" in " ".join(p.cmdline()))
         companion = _companion_of(up)
         postmaster = _postmaster_pid(pgdata)
@@ -170,21 +180,12 @@ def test_a_killed_up_leaves_no_server_behind_and_the_next_up_starts_and_stops_cl
     assert postmaster is not None and _gone(postmaster), "a clean stop left PostgreSQL running"
 
 
-def _companion_of(up: psutil.Process) -> psutil.Process:
-    """`up`'s second process, the one running its projectors and ingest consumers."""
-    return next(p for p in up.children() if "spawn_main" in " ".join(p.cmdline()))
-
-
 def test_up_runs_its_consumers_in_a_second_process_and_stops_when_that_process_dies(
     tmp_path: Path,
 ) -> None:
     env = registrar_env(REGISTRAR_HOME=str(tmp_path / "home"))
     with running_registrar("up", "--port", "0", env=env, cwd=tmp_path) as (url, lines):
-        up = next(
-            p
-            for p in psutil.process_iter(["cmdline"])
-            if p.info["cmdline"][-3:] == ["up", "--port", "0"]
-        )
+        up = _up_process()
         companion = _companion_of(up)
         # Read models are kept by the second process: a write shows in them.
         assert httpx.post(f"{url}/v1/models", json={"name": "split"}).status_code == 201
