@@ -1,0 +1,1 @@
+"""The artifact store: content-addressed blobs, manifests, and the streams between them."""
