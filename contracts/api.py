@@ -15,8 +15,10 @@ from pydantic import BaseModel, ConfigDict, Field
 from registrar.contracts.training import TrainingRun
 from registrar.contracts.values import (
     MAX_REFERENCES,
+    DatasetInput,
     DatasetRef,
     Description,
+    Digest,
     Metrics,
     ModelName,
     Params,
@@ -63,13 +65,18 @@ class TagValueBody(Body):
 
 
 class CreateVersion(Body):
-    source: str = Field(min_length=1, max_length=4096, description="Where the artifact lives")
+    source: str = Field(
+        default="",
+        max_length=4096,
+        description="Where the artifact lives. Leave it out to keep the version's files in"
+        " Registrar's artifact store: upload them, then seal (/artifacts)",
+    )
     run_id: str = Field(default="", max_length=256)
-    digest: str = Field(default="", max_length=256, description="e.g. sha256:...")
+    digest: Digest = ""
     size: int | None = Field(default=None, ge=0, description="Artifact size in bytes")
     metrics: Metrics = Field(default_factory=dict)
     params: Params = Field(default_factory=dict)
-    datasets: list[DatasetRef] = Field(default_factory=list, max_length=MAX_REFERENCES)
+    datasets: list[DatasetInput] = Field(default_factory=list, max_length=MAX_REFERENCES)
     parents: list[ParentRef] = Field(default_factory=list, max_length=MAX_REFERENCES)
     tags: Tags = Field(default_factory=dict)
     description: Description = ""
@@ -117,6 +124,13 @@ class ModelOut(Answer):
     position: int | None = Field(default=None, description=_POSITION)
 
 
+class SealedArtifacts(Answer):
+    manifest_digest: str
+    files: int
+    bytes: int
+    sealed_at: datetime
+
+
 class VersionOut(Answer):
     model: str
     version: int
@@ -133,6 +147,9 @@ class VersionOut(Answer):
     parents: list[ParentRef]
     description: str
     model_card: dict[str, str] = Field(default_factory=dict, description="Filled-in card fields")
+    artifacts: SealedArtifacts | None = Field(
+        default=None, description="The version's files in Registrar's artifact store, once sealed"
+    )
     created_at: datetime
     updated_at: datetime
     deleted: bool

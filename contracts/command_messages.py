@@ -31,6 +31,15 @@ class CommandMessage(Inbound):
     )
     command: Command
 
+    @model_validator(mode="after")
+    def _not_a_seal(self) -> Self:
+        if self.command.type == "SealArtifacts":
+            raise ValueError(
+                "SealArtifacts is not taken from the bus: the artifact store seals a version"
+                " itself from the files uploaded to it (POST .../artifacts/seal)"
+            )
+        return self
+
 
 class CommandError(Frozen):
     """Why a command was refused: `code` is stable for machines, `message` says what to do."""

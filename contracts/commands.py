@@ -11,8 +11,9 @@ from registrar.contracts.model_card import ModelCardPatch
 from registrar.contracts.values import (
     MAX_REFERENCES,
     AliasName,
-    DatasetRef,
+    DatasetInput,
     Description,
+    Digest,
     Inbound,
     Metrics,
     ModelName,
@@ -66,13 +67,15 @@ class DeleteModel(Inbound):
 class RegisterVersion(Inbound):
     type: Literal["RegisterVersion"] = "RegisterVersion"
     name: ModelName
-    source: Annotated[str, Field(min_length=1, max_length=4096)]
+    source: Annotated[str, Field(max_length=4096)] = ""
+    """Where the version's files are; "" for none yet: the registry's artifact store will hold
+    them (the decider names that place, registrar.domain.sources.registry_source)."""
     run_id: Annotated[str, Field(max_length=256)] = ""
-    digest: Annotated[str, Field(max_length=256)] = ""
+    digest: Digest = ""
     size: Annotated[int, Field(ge=0)] | None = None
     metrics: Metrics = Field(default_factory=dict)
     params: Params = Field(default_factory=dict)
-    datasets: list[DatasetRef] = Field(default_factory=list, max_length=MAX_REFERENCES)
+    datasets: list[DatasetInput] = Field(default_factory=list, max_length=MAX_REFERENCES)
     parents: list[ParentRef] = Field(default_factory=list, max_length=MAX_REFERENCES)
     tags: Tags = Field(default_factory=dict)
     description: Description = ""
@@ -143,6 +146,18 @@ class UpdateModelCard(Inbound):
     card: ModelCardPatch
 
 
+class SealArtifacts(Inbound):
+    """Seal a version's files: the manifest (stored in the artifact store under its own digest)
+    lists every file with its size and sha256; from now on the files never change."""
+
+    type: Literal["SealArtifacts"] = "SealArtifacts"
+    name: ModelName
+    version: VersionNumber
+    manifest_digest: Digest = Field(min_length=71)
+    files: Annotated[int, Field(ge=0)]
+    bytes: Annotated[int, Field(ge=0)]
+
+
 Comment = Annotated[str, Field(max_length=10_000)]
 RequestId = Annotated[str, Field(min_length=1, max_length=64)]
 
@@ -208,6 +223,7 @@ Command = Annotated[
     | DeleteAlias
     | DeleteVersion
     | UpdateModelCard
+    | SealArtifacts
     | RequestTransition
     | ApproveTransition
     | RejectTransition

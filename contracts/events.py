@@ -138,6 +138,17 @@ class ModelCardUpdated(Frozen):
     card: dict[str, str]
 
 
+class ArtifactsSealed(Frozen):
+    """A version's files were sealed: the manifest with this digest (kept in the artifact
+    store, content-addressed) lists them, and the version's artifact digest is now that digest."""
+
+    type: Literal["ArtifactsSealed"] = "ArtifactsSealed"
+    version: int
+    manifest_digest: str
+    files: int
+    bytes: int
+
+
 class TransitionRequested(Frozen):
     """Someone asked for a version to move to `stage` or take `alias`; the request is pending
     until the policy's approvals and gates are met (then the move applies in the same decision)."""
@@ -200,6 +211,7 @@ Event = Annotated[
     | AliasDeleted
     | VersionDeleted
     | ModelCardUpdated
+    | ArtifactsSealed
     | TransitionRequested
     | TransitionApproved
     | TransitionRejected

@@ -23,6 +23,7 @@ from registrar.contracts.values import (
     ModelName,
     Params,
     StorableText,
+    check_digest,
 )
 
 MAX_RUN_ID_LENGTH = 256
@@ -103,6 +104,15 @@ class TrainingCompleted(TrainingRun, StorableText):
     the run is identified by `run_id`, so a second message about one run changes nothing."""
 
     message_id: UUID
+
+    @model_validator(mode="after")
+    def _digests_are_sha256(self) -> TrainingCompleted:
+        # Checked where the message arrives, not on TrainingRun: runs recorded before this rule
+        # are read back from their streams as they were stored.
+        check_digest(self.artifact.digest)
+        for dataset in self.datasets:
+            check_digest(dataset.digest)
+        return self
 
 
 class RecordRun(TrainingRun):

@@ -90,9 +90,7 @@ def _check_tags(tags: dict[str, str]) -> dict[str, str]:
 ModelName = Annotated[str, AfterValidator(check_model_name)]
 TagKey = Annotated[str, AfterValidator(check_tag_key)]
 TagValue = Annotated[str, Field(max_length=MAX_TAG_VALUE_LENGTH)]
-Tags = Annotated[
-    dict[str, TagValue], Field(max_length=MAX_TAGS), AfterValidator(_check_tags)
-]
+Tags = Annotated[dict[str, TagValue], Field(max_length=MAX_TAGS), AfterValidator(_check_tags)]
 AliasName = Annotated[str, AfterValidator(check_alias)]
 Description = Annotated[str, Field(max_length=MAX_DESCRIPTION_LENGTH)]
 VersionNumber = Annotated[int, Field(ge=1)]
@@ -221,6 +219,32 @@ class Inbound(Frozen, StorableText):
     """A frozen contract that arrives from outside."""
 
 
+_SHA256_DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
+
+
+def check_digest(digest: str) -> str:
+    """A content digest as Registrar takes it: "sha256:" and 64 lowercase hex characters (or ""
+    for none given). Other algorithms are refused: a digest nobody checks proves nothing."""
+    if digest and not _SHA256_DIGEST.fullmatch(digest):
+        shown = digest if len(digest) <= 80 else digest[:77] + "..."
+        raise ValueError(
+            f"a digest must be 'sha256:' followed by 64 lowercase hex characters, got {shown!r}"
+        )
+    return digest
+
+
+Digest = Annotated[
+    str,
+    Field(
+        description='"sha256:" and 64 lowercase hex characters',
+        json_schema_extra={"pattern": "^(sha256:[0-9a-f]{64})?$"},
+    ),
+    AfterValidator(check_digest),
+]
+"""A digest that arrives from outside. Events keep plain strings: what was once stored is read
+back as it was."""
+
+
 class DatasetRef(Frozen):
     """A dataset a version was trained or evaluated on."""
 
@@ -228,6 +252,18 @@ class DatasetRef(Frozen):
     version: Annotated[str, Field(max_length=256)] = ""
     uri: Annotated[str, Field(max_length=4096)] = ""
     digest: Annotated[str, Field(max_length=256)] = ""
+
+
+class DatasetInput(DatasetRef):
+    """A dataset reference as a request or message gives it: its digest, if any, is SHA-256."""
+
+    digest: Digest = ""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_reference(cls, value: Any) -> Any:
+        # A DatasetRef (e.g. read from a version) is taken as its fields, and checked again.
+        return value.model_dump() if isinstance(value, DatasetRef) else value
 
 
 class ParentRef(Frozen):

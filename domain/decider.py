@@ -18,6 +18,7 @@ from registrar.contracts.commands import (
     RejectTransition,
     RenameModel,
     RequestTransition,
+    SealArtifacts,
     SetAlias,
     SetModelTag,
     SetVersionTag,
@@ -29,6 +30,7 @@ from registrar.contracts.commands import (
 from registrar.contracts.events import (
     AliasDeleted,
     AliasSet,
+    ArtifactsSealed,
     Event,
     MetricsRecorded,
     ModelCardUpdated,
@@ -58,7 +60,7 @@ from registrar.domain.approvals import (
     stale_requests,
 )
 from registrar.domain.errors import Conflict, Invalid, ModelNotFound, NotFound, VersionNotFound
-from registrar.domain.sources import source_problem
+from registrar.domain.sources import registry_source, source_problem
 from registrar.domain.state import ModelState, VersionState
 
 _ARCHIVABLE_TARGETS = (Stage.STAGING, Stage.PRODUCTION)
@@ -132,6 +134,8 @@ def decide(
                 ModelCardUpdated(version=number, card=changes),
                 *stale_requests(model, number, f"model card changed: {', '.join(sorted(changes))}"),
             ]
+        case SealArtifacts(version=number):
+            return _seal(command, model, _live_version(model, number))
         case TransitionStage() | SetAlias() if governs(command, model, context.policies):
             return _decided(request_transition(as_request(command), model, context), model)
         case RequestTransition():
@@ -215,10 +219,19 @@ def _live_version(model: ModelState, number: int) -> VersionState:
 
 
 def _register_version(command: RegisterVersion, model: ModelState) -> VersionRegistered:
-    problem = source_problem(command.source, command.run_id)
-    if problem is not None:
-        raise Invalid(problem)
     number = model.last_version + 1
+    if not command.source:
+        source = registry_source(model.model_id, number)
+        if command.digest:
+            raise Invalid(
+                "a version whose files Registrar will store takes no digest: sealing its files"
+                " computes it (give a source to register files kept elsewhere)"
+            )
+    else:
+        source = command.source
+        problem = source_problem(command.source, command.run_id)
+        if problem is not None:
+            raise Invalid(problem)
     for parent in command.parents:
         if parent.model != model.name:
             continue  # other models' versions are checked by the command handler
@@ -226,8 +239,27 @@ def _register_version(command: RegisterVersion, model: ModelState) -> VersionReg
             raise Invalid(f"parent version {parent.version} of model {model.name!r} does not exist")
     return VersionRegistered(
         version=number,
-        **command.model_dump(exclude={"type", "name"}),
+        source=source,
+        **command.model_dump(exclude={"type", "name", "source"}),
     )
+
+
+def _seal(command: SealArtifacts, model: ModelState, version: VersionState) -> list[Event]:
+    if version.manifest_digest:
+        if version.manifest_digest == command.manifest_digest:
+            return []  # sealed already with these very files: a retried seal
+        raise Conflict(
+            f"version {version.version} of model {model.name!r} is sealed with manifest"
+            f" {version.manifest_digest}: its files can no longer change (register a new version)"
+        )
+    return [
+        ArtifactsSealed(
+            version=version.version,
+            manifest_digest=command.manifest_digest,
+            files=command.files,
+            bytes=command.bytes,
+        )
+    ]
 
 
 def _transition(command: TransitionStage, model: ModelState) -> list[Event]:

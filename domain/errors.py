@@ -42,6 +42,12 @@ class Invalid(DomainError):
     code = "invalid"
 
 
+class Unavailable(DomainError):
+    """The registry cannot do this now (e.g. a stored file is missing): retrying may help."""
+
+    code = "unavailable"
+
+
 class Forbidden(DomainError):
     """The caller is known but may not do this (e.g. approve without the policy's role)."""
 

@@ -18,6 +18,29 @@ def _unquoted(source: str) -> str:
     return source
 
 
+REGISTRY_SOURCE_PREFIX = "mlflow-artifacts:/registry/"
+"""Where a version's files are when Registrar's artifact store holds them: an MLflow
+artifact-proxy URI, so that an MLflow client pointed at Registrar downloads from it as from
+`mlflow server --serve-artifacts`. Named by the model's stream id, which a rename keeps."""
+
+
+def registry_source(model_id: str, version: int) -> str:
+    return f"{REGISTRY_SOURCE_PREFIX}{model_id}/{version}"
+
+
+def registry_location(uri: str) -> tuple[str, int, str] | None:
+    """(model id, version, path inside the version) a registry source or artifact-proxy path
+    names, e.g. ("m-1f...", 3, "model/MLmodel"); None for any other URI."""
+    rest = uri.removeprefix("mlflow-artifacts:").lstrip("/")
+    if not rest.startswith("registry/"):
+        return None
+    model_id, _, rest = rest.removeprefix("registry/").partition("/")
+    number, _, path = rest.partition("/")
+    if not model_id or not number.isdigit() or not 0 < int(number) < 2**31:
+        return None
+    return model_id, int(number), path
+
+
 def source_problem(source: str, run_id: str) -> str | None:
     """Why `source` cannot be a version's source (with a version's `run_id`); None if it can."""
     scheme = urlparse(source).scheme

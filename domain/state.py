@@ -14,6 +14,7 @@ from registrar.contracts.envelope import Envelope
 from registrar.contracts.events import (
     AliasDeleted,
     AliasSet,
+    ArtifactsSealed,
     Event,
     MetricsRecorded,
     ModelCardUpdated,
@@ -54,6 +55,11 @@ class VersionState:
     deleted: bool = False
     card: dict[str, str] = field(default_factory=dict)
     """Model-card fields that are filled in (registrar.contracts.model_card.CARD_FIELDS)."""
+    manifest_digest: str = ""
+    """Set when the version's files are sealed in the artifact store; `digest` is then this."""
+    artifact_files: int = 0
+    artifact_bytes: int = 0
+    sealed_at: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -181,6 +187,16 @@ def evolve(state: ModelState | None, event: Event, at: datetime) -> ModelState |
             changed = replace(current, card=filled, updated_at=at)
         case StageChanged(to_stage=to_stage):
             changed = replace(current, stage=to_stage, updated_at=at)
+        case ArtifactsSealed():
+            changed = replace(
+                current,
+                digest=event.manifest_digest,
+                manifest_digest=event.manifest_digest,
+                artifact_files=event.files,
+                artifact_bytes=event.bytes,
+                sealed_at=at,
+                updated_at=at,
+            )
         case AliasSet(alias=alias, version=number):
             return replace(state, aliases={**state.aliases, alias: number}, updated_at=at)
         case AliasDeleted(alias=alias):
@@ -193,7 +209,7 @@ def evolve(state: ModelState | None, event: Event, at: datetime) -> ModelState |
     return _with_version(state, changed, at)
 
 
-STATE_SCHEMA = 3
+STATE_SCHEMA = 4
 """Version of ModelState's shape; snapshots of another shape are ignored and rebuilt."""
 
 _state_adapter: TypeAdapter[ModelState] = TypeAdapter(ModelState)

@@ -107,6 +107,11 @@ def _model_summary(kind: str, p: dict[str, Any]) -> str | None:
             return f"deleted version {version}"
         case "ModelCardUpdated":
             return f"updated the model card of version {version}: {_pairs(p.get('card'))}"
+        case "ArtifactsSealed":
+            return (
+                f"sealed the files of version {version}: {p.get('files')} files,"
+                f" {p.get('bytes')} bytes, manifest {p.get('manifest_digest')}"
+            )
         case "TransitionRequested" if p.get("alias"):
             return f"requested alias {p['alias']} → {version} (request {p.get('request_id')})"
         case "TransitionRequested":

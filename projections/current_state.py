@@ -41,6 +41,18 @@ def model_view(state: ModelState) -> dict[str, Any]:
     }
 
 
+def artifacts_view(version: VersionState) -> dict[str, Any] | None:
+    """A version's sealed files in the artifact store, or None when it holds none (yet)."""
+    if not version.manifest_digest:
+        return None
+    return {
+        "manifest_digest": version.manifest_digest,
+        "files": version.artifact_files,
+        "bytes": version.artifact_bytes,
+        "sealed_at": version.sealed_at,
+    }
+
+
 def version_view(state: ModelState, version: VersionState) -> dict[str, Any]:
     """The JSON shape of a model version, from a stream or from this projection."""
     return {
@@ -59,6 +71,7 @@ def version_view(state: ModelState, version: VersionState) -> dict[str, Any]:
         "parents": [p.model_dump() for p in version.parents],
         "description": version.description,
         "model_card": version.card,
+        "artifacts": artifacts_view(version),
         "created_at": version.created_at,
         "updated_at": version.updated_at,
         "deleted": version.deleted or state.deleted,
@@ -97,6 +110,7 @@ _VERSION_COLUMNS_IN = {
     "parents": "jsonb",
     "description": "text",
     "model_card": "jsonb",
+    "artifacts": "jsonb",
     "created_at": "timestamptz",
     "updated_at": "timestamptz",
     "deleted": "bool",
@@ -135,9 +149,10 @@ _UPSERT_VERSIONS = _upsert_from_arrays(
     "cs_versions",
     _VERSION_COLUMNS_IN,
     "stream_id, version",
-    "model_name stage aliases tags metrics description model_card updated_at deleted",
+    "model_name digest stage aliases tags metrics description model_card artifacts updated_at"
+    " deleted",
 )
-_JSON_COLUMNS = ("tags", "metrics", "params", "datasets", "parents", "model_card")
+_JSON_COLUMNS = ("tags", "metrics", "params", "datasets", "parents", "model_card", "artifacts")
 
 
 def _changed_versions(
@@ -242,7 +257,7 @@ _MODEL_COLUMNS = (
 _VERSION_COLUMNS = (
     "model_name AS model, version, source, run_id, digest, size, stage,"
     " array(SELECT unnest(aliases) ORDER BY 1) AS aliases, tags, metrics, params, datasets,"
-    " parents, description, model_card, created_at, updated_at, deleted"
+    " parents, description, model_card, artifacts, created_at, updated_at, deleted"
 )
 
 

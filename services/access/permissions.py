@@ -85,6 +85,8 @@ _NATIVE_WRITES: list[tuple[frozenset[str], re.Pattern[str], Action]] = [
         ("DELETE", rf"/v1/models/{_VERSION}", Action.MANAGE_MODEL),
         ("PUT DELETE", rf"/v1/models/{_VERSION}/tags/[^/]+", Action.CONTRIBUTE),
         ("PATCH PUT", rf"/v1/models/{_VERSION}/card", Action.CONTRIBUTE),
+        ("PUT", rf"/v1/models/{_VERSION}/artifacts/.+", Action.CONTRIBUTE),
+        ("POST", rf"/v1/models/{_VERSION}/artifacts/seal", Action.CONTRIBUTE),
         ("POST", rf"/v1/models/{_VERSION}/stage", Action.PROMOTE),
         ("POST", rf"/v1/models/{_VERSION}/transition-requests", Action.CONTRIBUTE),
         # Who may approve is the policy's to say (its approver role): the workflow checks it.
@@ -121,6 +123,7 @@ _COMMAND_ACTIONS: dict[type, Action] = {
     c.DeleteVersionTag: Action.CONTRIBUTE,
     c.RecordMetrics: Action.CONTRIBUTE,
     c.UpdateModelCard: Action.CONTRIBUTE,
+    c.SealArtifacts: Action.CONTRIBUTE,
     c.DeleteVersion: Action.MANAGE_MODEL,
     c.TransitionStage: Action.PROMOTE,
     c.SetAlias: Action.PROMOTE,
@@ -148,7 +151,8 @@ def requirement(method: str, path: str) -> Requirement | None:
     if path in OPEN_PATHS or path.startswith(DOCS_ASSETS + "/"):
         return None
     method = method.upper()
-    if path == "/v1/admin" or path.startswith("/v1/admin/"):
+    if path.startswith(("/v1/admin/", "/v1/artifacts/")) or path == "/v1/admin":
+        # /v1/artifacts/verify re-reads every stored blob; gc deletes: admins only, GET or not.
         return Requirement(Action.ADMINISTER)
     for prefix in MLFLOW_PREFIXES:
         if path.startswith(prefix):

@@ -13,6 +13,7 @@ from registrar.access.guard import AccessGuard
 from registrar.api import (
     admin_routes,
     approval_routes,
+    artifact_routes,
     audit_routes,
     history_routes,
     lineage_routes,
@@ -29,6 +30,8 @@ from registrar.api.errors import install_error_handlers
 from registrar.api.mlflow import routes as mlflow_routes
 from registrar.api.openapi_document import DESCRIPTION, completed
 from registrar.api.responses import JSON
+from registrar.artifacts.artifact_store import ArtifactStore
+from registrar.artifacts.blobs import BlobStore
 from registrar.contracts.api_answers import ChainReport, Health, ProjectionsStatus
 from registrar.projector.status import status
 from registrar.registry import Registry
@@ -41,16 +44,19 @@ def create_app(
     run_projector: bool = True,
     query_wait_seconds: float = 10.0,
     auth_required: bool = False,
+    blobs: BlobStore | None = None,
 ) -> FastAPI:
     """The API on a running `registry`, or on the PostgreSQL server at that URL: then the app
     opens (and migrates) the registry at start-up, runs its projector, and closes it at the end.
-    `auth_required`: every request but health needs a bearer token (services/api/auth.py)."""
+    `auth_required`: every request but health needs a bearer token (services/api/auth.py).
+    `blobs`: where the artifact store keeps files (None: the artifact routes answer 503)."""
     guard = AccessGuard() if auth_required else None
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if isinstance(registry, Registry):
             app.state.registry = registry
+            app.state.artifacts = ArtifactStore(blobs, registry) if blobs else None
             async with _access_control(guard, registry):
                 yield
             return
@@ -59,6 +65,7 @@ def create_app(
         if run_projector:
             opened.start_projectors()
         app.state.registry = opened
+        app.state.artifacts = ArtifactStore(blobs, opened) if blobs else None
         try:
             async with _access_control(guard, opened):
                 yield
@@ -90,6 +97,7 @@ def create_app(
     app.include_router(audit_routes.router)
     app.include_router(history_routes.router)
     app.include_router(approval_routes.router)
+    app.include_router(artifact_routes.router)
     install_docs(app)
 
     @app.get(

@@ -4,6 +4,8 @@ parsed, whatever its Content-Length claims, so one request cannot make the serve
 
 from __future__ import annotations
 
+import re
+
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -14,13 +16,20 @@ from registrar.api.responses import JSON, error
 MAX_BODY_BYTES = 2 * 1024 * 1024
 
 
+ARTIFACT_UPLOAD = re.compile(r"/v1/models/[^/]+/versions/[^/]+/artifacts/.+")
+"""An artifact upload streams its body into the store (no size limit but the store's): the one
+request this limit does not read."""
+
+
 class BodyLimit:
     def __init__(self, app: ASGIApp, max_bytes: int = MAX_BODY_BYTES) -> None:
         self.app = app
         self.max_bytes = max_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
+        if scope["type"] != "http" or (
+            scope["method"] == "PUT" and ARTIFACT_UPLOAD.fullmatch(scope["path"])
+        ):
             await self.app(scope, receive, send)
             return
         declared = Headers(scope=scope).get("content-length", "")

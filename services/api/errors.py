@@ -13,12 +13,12 @@ from starlette.exceptions import HTTPException
 
 from registrar.api.refused_input import DATABASE_ERRORS, refused_input
 from registrar.api.responses import JSON, error
-from registrar.domain.errors import Conflict, DomainError, Forbidden, NotFound
+from registrar.domain.errors import Conflict, DomainError, Forbidden, NotFound, Unavailable
 from registrar.projections.paging import BadPageToken
 
 log = logging.getLogger("registrar.api")
 
-_STATUS = {NotFound: 404, Conflict: 409, Forbidden: 403}
+_STATUS = {NotFound: 404, Conflict: 409, Forbidden: 403, Unavailable: 503}
 
 
 def _fields(errors: list[Any], drop_prefix: tuple[str, ...] = ()) -> list[dict[str, str]]:

@@ -38,28 +38,13 @@ from registrar.contracts.commands import (
     SetModelTag,
     UpdateModelDescription,
 )
-from registrar.domain.errors import ModelNotFound, NotFound
-from registrar.domain.state import ModelState
+from registrar.domain.errors import NotFound
 from registrar.projections.current_state import list_models, model_view, version_view
-from registrar.registry import Registry
 
 router = APIRouter(prefix="/v1/models", tags=["models"])
 
 NamePath = Annotated[str, Path(description="The model's current name")]
 AliasPath = Annotated[str, Path(description="An alias such as champion")]
-
-
-async def current_model(registry: Registry, name: str) -> ModelState:
-    """The model named `name` now, from its stream (strongly consistent), or 404 saying why."""
-    loaded = await registry.commands.load(name)
-    state = loaded.state if loaded else None
-    if state is None:
-        raise ModelNotFound(f"no model named {name!r}", name)
-    if state.name != name:
-        raise ModelNotFound(f"model {name!r} was renamed to {state.name!r}", name)
-    if state.deleted:
-        raise ModelNotFound(f"model {name!r} was deleted", name)
-    return state
 
 
 def _model_answer(outcome: Outcome, status: int = 200) -> JSON:
@@ -111,7 +96,7 @@ async def search_models(
 )
 async def get_model(name: NamePath, request: Request) -> JSON:
     registry = registry_of(request)
-    return JSON(model_view(await current_model(registry, name)))
+    return JSON(model_view(await registry.live_model(name)))
 
 
 @router.patch(
@@ -129,7 +114,7 @@ async def update_model(name: NamePath, body: UpdateModel, request: Request) -> J
     if body.name is not None:
         outcome = await handle(request, RenameModel(name=name, new_name=body.name), part=1)
     if outcome is None:
-        return JSON(model_view(await current_model(registry, name)))
+        return JSON(model_view(await registry.live_model(name)))
     return _model_answer(outcome)
 
 
@@ -173,7 +158,7 @@ async def delete_model_tag(name: NamePath, key: str, request: Request) -> JSON:
 )
 async def get_alias(name: NamePath, alias: AliasPath, request: Request) -> JSON:
     registry = registry_of(request)
-    state = await current_model(registry, name)
+    state = await registry.live_model(name)
     number = state.latest_live_version() if alias == "latest" else state.aliases.get(alias)
     version = state.live_version(number) if number else None
     if version is None:

@@ -52,6 +52,7 @@ _WHY = {
     409: "Conflict: the registry's state refuses the change (e.g. the name is taken, the version"
     " is deleted)",
     413: f"The request body is larger than {MAX_BODY_BYTES:,} bytes, the most the API reads",
+    416: "The Range asked for lies outside the file",
     422: "Invalid: the body, a parameter or a header is wrong; `fields` names each",
     503: "The read model has not caught up within the wait, or has halted: retry shortly",
 }

@@ -8,7 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Query, Request
 
 from registrar.api.context import handle, registry_of
-from registrar.api.model_routes import NamePath, current_model
+from registrar.api.model_routes import NamePath
 from registrar.api.openapi_document import refusals
 from registrar.api.queries import (
     MinPosition,
@@ -77,7 +77,7 @@ async def register_version(name: NamePath, body: CreateVersion, request: Request
 )
 async def get_version(name: NamePath, version: VersionPath, request: Request) -> JSON:
     registry = registry_of(request)
-    state = await current_model(registry, name)
+    state = await registry.live_model(name)
     found = state.versions.get(version)
     if found is None:
         raise VersionNotFound(f"model {name!r} has no version {version}", name, version)
@@ -226,7 +226,7 @@ async def list_model_versions(
     min_position: MinPosition = None,
 ) -> JSON:
     registry = registry_of(request)
-    await current_model(registry, name)  # 404 for an unknown, renamed or deleted model
+    await registry.live_model(name)  # 404 for an unknown, renamed or deleted model
     return await _search(
         registry,
         model=name,

@@ -42,6 +42,13 @@ def _run_roles(
         print(f"registrar {command}: {error}", file=sys.stderr)
         return 2
     ingest_as = Principal(settings.ingest_user, settings.ingest_role)
+    from registrar.artifacts.blobs import open_blob_store
+
+    try:
+        blobs = open_blob_store(settings.artifacts_uri, settings.home) if roles.api else None
+    except ValueError as error:
+        print(f"registrar {command}: REGISTRAR_ARTIFACTS_URI: {error}", file=sys.stderr)
+        return 2
 
     standalone = command == "up"
     # `up` and `serve` run the registry: without a configured database they use (or make) the
@@ -99,6 +106,8 @@ def _run_roles(
         parts += [f"projector {name}" for name in roles.projections]
         parts += [f"read model {name}" for name in roles.follow]
         print(f"Running: {', '.join(parts)}. Database: {database}. Bus: {bus}.")
+        if blobs is not None:
+            print(f"Artifacts: {blobs.description}.")
         if roles.api:
             print(mode.announcement())
         print("Ctrl-C stops it.", flush=True)
@@ -133,6 +142,7 @@ def _run_roles(
                 ingest_as=ingest_as,
                 on_started=announce,
                 beside=[until_ended(companion)] if companion is not None else [],
+                blobs=blobs,
             )
         )
     finally:

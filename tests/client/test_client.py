@@ -45,7 +45,7 @@ async def test_register_version_returns_its_number_and_keeps_its_lineage(
             name,
             "s3://models/1",
             run_id="run-1",
-            digest="sha256:ab",
+            digest="sha256:ca978112ca1bbdcafac231b39a23dc4da786eff8147c4e72b9807785afee48bb",
             size=10,
             metrics={"auc": 0.9},
             params={"depth": "3"},
@@ -65,7 +65,7 @@ async def test_register_version_returns_its_number_and_keeps_its_lineage(
     assert (first.version, second.version) == (1, 2)
     assert (first.run_id, first.digest, first.size, first.description) == (
         "run-1",
-        "sha256:ab",
+        "sha256:ca978112ca1bbdcafac231b39a23dc4da786eff8147c4e72b9807785afee48bb",
         10,
         "first",
     )

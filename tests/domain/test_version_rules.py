@@ -30,6 +30,8 @@ from registrar.contracts.events import (
 from registrar.contracts.values import DatasetRef, ParentRef
 from registrar.domain.errors import Invalid, NotFound
 
+DATASET_DIGEST = "sha256:3e23e8160039594a33894f6564e1b1348bbd7a0088d42c4acb73eeaed59c009d"
+
 
 def commands_on_version(number: int) -> list[Command]:
     """One of every command that targets an existing version `number` of model NAME."""
@@ -52,12 +54,17 @@ def _label(command: Command) -> str:
 
 
 def test_registering_a_version_records_everything_it_was_given_as_version_1() -> None:
-    dataset = DatasetRef(name="transactions", version="2024-04", uri="s3://data/tx", digest="d1")
+    dataset = DatasetRef(
+        name="transactions",
+        version="2024-04",
+        uri="s3://data/tx",
+        digest=DATASET_DIGEST,
+    )
     command = RegisterVersion(
         name=NAME,
         source="s3://models/fraud/1",
         run_id="run-42",
-        digest="sha256:abc",
+        digest="sha256:ca978112ca1bbdcafac231b39a23dc4da786eff8147c4e72b9807785afee48bb",
         size=1024,
         metrics={"auc": 0.91},
         params={"depth": "6"},
@@ -73,7 +80,7 @@ def test_registering_a_version_records_everything_it_was_given_as_version_1() ->
             version=1,
             source="s3://models/fraud/1",
             run_id="run-42",
-            digest="sha256:abc",
+            digest="sha256:ca978112ca1bbdcafac231b39a23dc4da786eff8147c4e72b9807785afee48bb",
             size=1024,
             metrics={"auc": 0.91},
             params={"depth": "6"},

@@ -15,7 +15,6 @@ from registrar.api.context import handle, registry_of
 from registrar.api.mlflow import entities
 from registrar.api.mlflow.errors import RESOURCE_ALREADY_EXISTS, MlflowError, invalid, not_found
 from registrar.api.mlflow.fields import Fields
-from registrar.api.model_routes import current_model
 from registrar.api.queries import wait_for_projection
 from registrar.api.responses import JSON
 from registrar.bus.training_ingest import load_run
@@ -46,7 +45,7 @@ from registrar.domain.mlflow_search import (
     parse_filter,
     parse_order_by,
 )
-from registrar.domain.sources import model_reference
+from registrar.domain.sources import model_reference, registry_source
 from registrar.domain.state import ModelState, VersionState
 from registrar.projections.current_state import (
     latest_versions_per_stage,
@@ -73,7 +72,7 @@ async def _handled(request: Request, command: Command) -> Outcome:
 
 
 async def _model(request: Request, fields: Fields) -> ModelState:
-    return await current_model(registry_of(request), fields.required("name"))
+    return await registry_of(request).live_model(fields.required("name"))
 
 
 def _live(state: ModelState, number: int) -> VersionState:
@@ -296,13 +295,16 @@ MAX_COPY_HOPS = 10
 async def get_model_version_download_uri(request: Request) -> JSON:
     fields = await Fields.of(request)
     state = await _model(request, fields)
-    source = _live(state, fields.version()).source
-    return JSON({"artifact_uri": await _storage_location(registry_of(request), source)})
+    version = _live(state, fields.version())
+    if version.manifest_digest:  # sealed in Registrar: served by api/mlflow/artifact_proxy.py
+        return JSON({"artifact_uri": registry_source(state.model_id, version.version)})
+    return JSON({"artifact_uri": await _storage_location(registry_of(request), version.source)})
 
 
 async def _storage_location(registry: Registry, source: str) -> str:
     """Where a version's files are: its source, or for a copied version (a `models:/` source of
-    this registry, as MlflowClient.copy_model_version makes), the source it was copied from."""
+    this registry, as MlflowClient.copy_model_version makes), where the version it was copied
+    from keeps its files (Registrar's artifact proxy if they are sealed here)."""
     for _ in range(MAX_COPY_HOPS):
         reference = model_reference(source)
         if reference is None:
@@ -315,6 +317,8 @@ async def _storage_location(registry: Registry, source: str) -> str:
         version = model.live_version(_version_meant(model, which))
         if version is None:
             return source
+        if version.manifest_digest:
+            return registry_source(model.model_id, version.version)
         source = version.source
     return source
 

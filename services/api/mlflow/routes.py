@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request
 
-from registrar.api.mlflow import registry_routes, tracking_routes
+from registrar.api.mlflow import artifact_proxy, registry_routes, tracking_routes
 from registrar.api.mlflow.answers import ANSWERS
 from registrar.api.mlflow.errors import ENDPOINT_NOT_FOUND, MlflowError, MlflowRoute
 from registrar.api.openapi_document import refusals
@@ -26,6 +26,9 @@ async def endpoint_not_found(request: Request) -> JSON:
 
 
 for _prefix in API_PREFIXES:
+    router.include_router(
+        artifact_proxy.router, prefix=_prefix, include_in_schema=_prefix == API_PREFIXES[0]
+    )
     _services = (
         ("mlflow", [*registry_routes.ENDPOINTS, *tracking_routes.ENDPOINTS]),
         ("mlflow-artifacts", tracking_routes.ARTIFACT_ENDPOINTS),
