@@ -85,7 +85,7 @@ _NATIVE_WRITES: list[tuple[frozenset[str], re.Pattern[str], Action]] = [
         ("DELETE", rf"/v1/models/{_VERSION}", Action.MANAGE_MODEL),
         ("PUT DELETE", rf"/v1/models/{_VERSION}/tags/[^/]+", Action.CONTRIBUTE),
         ("PATCH PUT", rf"/v1/models/{_VERSION}/card", Action.CONTRIBUTE),
-        ("PUT", rf"/v1/models/{_VERSION}/artifacts/.+", Action.CONTRIBUTE),
+        ("PUT DELETE", rf"/v1/models/{_VERSION}/artifacts/.+", Action.CONTRIBUTE),
         ("POST", rf"/v1/models/{_VERSION}/artifacts/seal", Action.CONTRIBUTE),
         ("POST", rf"/v1/models/{_VERSION}/stage", Action.PROMOTE),
         ("POST", rf"/v1/models/{_VERSION}/transition-requests", Action.CONTRIBUTE),

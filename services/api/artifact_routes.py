@@ -9,7 +9,7 @@ from datetime import timedelta
 from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Path, Query, Request
-from fastapi.responses import StreamingResponse
+from fastapi.responses import Response, StreamingResponse
 
 from registrar.api.context import command_meta
 from registrar.api.model_routes import NamePath
@@ -74,6 +74,20 @@ async def upload_file(
         name, version, path, request.stream(), command_meta(request), expected or None
     )
     return JSON({**file.model_dump(), "stored_before": existed}, status_code=201)
+
+
+@router.delete(
+    _VERSION + "/artifacts/{path:path}",
+    status_code=204,
+    response_class=Response,
+    summary="Drop a file uploaded into a version that is not sealed yet (no event: not sealed)",
+    responses=refusals(404, 409),
+)
+async def delete_file(
+    name: NamePath, version: VersionPath, path: FilePath, request: Request
+) -> Response:
+    await artifact_store(request).unstage(name, version, path)
+    return Response(status_code=204)
 
 
 @router.post(

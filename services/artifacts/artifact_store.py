@@ -153,20 +153,38 @@ class ArtifactStore:
                 chunks, expected_sha256=_hex(expected_digest) if expected_digest else None
             )
         except DigestMismatch as mismatch:
-            raise Invalid(f"{path}: {mismatch}; nothing was stored") from None
+            raise Invalid(f"{path}: {mismatch}") from None
         file = ManifestFile(path=path, size=stored.size, digest="sha256:" + stored.sha256)
         async with self.registry.engine.begin() as conn:
             await _lock(conn, _COLLECTING, shared=True)
             await _lock(conn, _version_lock(model.model_id, number))
             model, version = await self._version(name, number)  # sealed meanwhile?
             _refuse_sealed(model, version)
-            if stored.existed and await self.blobs.stat(stored.sha256) is None:
+            # Under the lock gc takes: a blob found here stays until the staging row names it.
+            if await self.blobs.stat(stored.sha256) is None:
                 raise Unavailable(
                     "garbage collection removed the stored copy of this file during the upload:"
                     " upload it again"
                 )
             await _stage(conn, model.model_id, number, file, meta.actor)
         return file, stored.existed
+
+    async def unstage(self, name: str, number: int, path: str) -> None:
+        """Drop a file uploaded into a version that is not sealed yet (its blob stays until gc)."""
+        model, _ = await self._version(name, number)
+        async with self.registry.engine.begin() as conn:
+            await _lock(conn, _version_lock(model.model_id, number))
+            model, version = await self._version(name, number)
+            _refuse_sealed(model, version)
+            deleted = await conn.execute(
+                text(
+                    "DELETE FROM artifact_uploads WHERE stream_id = :s AND version = :v"
+                    " AND path = :p"
+                ),
+                {"s": model.model_id, "v": number, "p": path},
+            )
+        if not deleted.rowcount:
+            raise NotFound(f"version {number} of model {name!r} has no uploaded file {path!r}")
 
     async def seal(self, name: str, number: int, meta: CommandMeta) -> tuple[Outcome, Manifest]:
         """Seal the files uploaded into a version: store their manifest, record ArtifactsSealed.
@@ -321,11 +339,6 @@ def _refuse_sealed(model: ModelState, version: VersionState) -> None:
             f"version {version.version} of model {model.name!r} is sealed (manifest"
             f" {version.manifest_digest}): its files can no longer change; register a new version"
         )
-
-
-async def _model_named(registry: Registry, name: str) -> ModelState:
-
-    return await registry.live_model(name)
 
 
 async def _lock(conn: AsyncConnection, key: int, *, shared: bool = False) -> None:

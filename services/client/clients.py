@@ -10,6 +10,7 @@ from registrar.client import (
     model_calls,
     version_calls,
 )
+from registrar.client.artifact_transfers import AsyncArtifactTransfers, SyncArtifactTransfers
 from registrar.client.binding import endpoint, listing
 from registrar.client.sessions import AsyncSession, SyncSession
 
@@ -66,7 +67,7 @@ class Surface:
     whoami = endpoint(access_calls.whoami)
 
 
-class Client(SyncSession, Surface):
+class Client(SyncArtifactTransfers, SyncSession, Surface):
     """Registrar's native API, blocking::
 
         with Client("http://127.0.0.1:8080", token="rgt_...") as registry:
@@ -86,7 +87,7 @@ class Client(SyncSession, Surface):
     (`min_position`)."""
 
 
-class AsyncClient(AsyncSession, Surface):
+class AsyncClient(AsyncArtifactTransfers, AsyncSession, Surface):
     """Registrar's native API for asyncio: the same methods as Client, awaited; list methods
     return async iterators::
 

@@ -173,6 +173,19 @@ async def test_a_sealed_version_refuses_uploads_and_a_second_seal_changes_nothin
     assert download.content == b"a"
 
 
+async def test_a_staged_file_can_be_dropped_before_sealing_not_after(served: Served) -> None:
+    _, url = await new_version(served, {"keep": b"k", "mistake": b"m"})
+    admin = served.as_(Role.ADMIN)
+
+    dropped = await served.client.delete(f"{url}/artifacts/mistake", headers=admin)
+    again = await served.client.delete(f"{url}/artifacts/mistake", headers=admin)
+    sealed = await served.client.post(f"{url}/artifacts/seal", headers=admin)
+    after = await served.client.delete(f"{url}/artifacts/keep", headers=admin)
+
+    assert (dropped.status_code, again.status_code, after.status_code) == (204, 404, 409)
+    assert [f["path"] for f in sealed.json()["files"]] == ["keep"]
+
+
 async def test_sealing_a_version_with_no_files_is_refused(served: Served) -> None:
     _, url = await new_version(served)
 
