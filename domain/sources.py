@@ -43,6 +43,12 @@ def registry_location(uri: str) -> tuple[str, int, str] | None:
 
 def source_problem(source: str, run_id: str) -> str | None:
     """Why `source` cannot be a version's source (with a version's `run_id`); None if it can."""
+    if registry_location(_unquoted(source)) is not None:
+        return (
+            f"Invalid model version source: '{source}'. It names Registrar's own artifact store,"
+            " which only Registrar assigns: leave the source out to have Registrar store this"
+            " version's files, or use models:/NAME/VERSION to refer to another version"
+        )
     scheme = urlparse(source).scheme
     if scheme in ("", "file") or _WINDOWS_DRIVE.match(scheme):
         return (

@@ -383,6 +383,13 @@ BAD_REQUESTS = [
     ("post", "/v1/models", {"name": "ok", "tags": {"bad key!": "x"}}, 422, "tags"),
     ("post", "/v1/models", {"description": "no name"}, 422, "name"),
     ("post", "/v1/models/{m}/versions", {"source": "not a uri"}, 422, "source"),
+    (
+        "post",
+        "/v1/models/{m}/versions",
+        {"source": "mlflow-artifacts:/registry/01a2538b-291f-7d6c-9df5-896c7c88d270/1"},
+        422,
+        "only Registrar assigns",
+    ),
     ("post", "/v1/models/{m}/versions", {"source": "s3://x", "digest": "md5:abc"}, 422, "sha256"),
     ("post", "/v1/models/{m}/versions", {"source": "s3://x", "digest": "sha256:zz"}, 422, "64"),
     (
