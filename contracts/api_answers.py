@@ -10,6 +10,7 @@ from typing import Annotated
 from pydantic import ConfigDict, Field, WithJsonSchema
 
 from registrar.contracts.api import Answer
+from registrar.contracts.evaluations import Evaluation
 from registrar.contracts.policies import PolicyRule
 
 VersionAsText = Annotated[
@@ -246,3 +247,22 @@ class ChainReport(Answer):
     heads_digest: str = Field(
         description="One sha256 over every stream's head: anchor it outside the database"
     )
+
+
+# Evaluations -------------------------------------------------------------------------------------
+
+
+class EvaluationOut(Evaluation):
+    """An evaluation as recorded, with its version and when (the answer ignores fields it does
+    not know, as every answer does)."""
+
+    model_config = ConfigDict(frozen=False, extra="ignore")
+
+    model: str
+    version: int
+    recorded_at: datetime
+    position: int | None = Field(default=None, description="Of the event, when just recorded")
+
+
+class EvaluationList(Answer):
+    evaluations: list[EvaluationOut] = Field(description="Newest first")

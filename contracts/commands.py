@@ -7,6 +7,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field, model_validator
 
+from registrar.contracts.evaluations import EvaluationInput
 from registrar.contracts.model_card import ModelCardPatch
 from registrar.contracts.values import (
     MAX_REFERENCES,
@@ -158,6 +159,16 @@ class SealArtifacts(Inbound):
     bytes: Annotated[int, Field(ge=0)]
 
 
+class RecordEvaluation(Inbound):
+    """Record an evaluation of a version (its id is derived from the command id: a retried
+    command, or a redelivered evaluation.completed message, records it once)."""
+
+    type: Literal["RecordEvaluation"] = "RecordEvaluation"
+    name: ModelName
+    version: VersionNumber
+    evaluation: EvaluationInput
+
+
 Comment = Annotated[str, Field(max_length=10_000)]
 RequestId = Annotated[str, Field(min_length=1, max_length=64)]
 
@@ -224,6 +235,7 @@ Command = Annotated[
     | DeleteVersion
     | UpdateModelCard
     | SealArtifacts
+    | RecordEvaluation
     | RequestTransition
     | ApproveTransition
     | RejectTransition

@@ -9,6 +9,7 @@ from uuid import UUID
 from pydantic import Field, TypeAdapter
 
 from registrar.contracts.envelope import Envelope
+from registrar.contracts.evaluations import Evaluation
 from registrar.contracts.policies import TransitionAuthorization
 from registrar.contracts.values import (
     DatasetRef,
@@ -149,6 +150,13 @@ class ArtifactsSealed(Frozen):
     bytes: int
 
 
+class EvaluationRecorded(Evaluation):
+    """An evaluation of a version was recorded (immutable: a new one supersedes it for gates)."""
+
+    type: Literal["EvaluationRecorded"] = "EvaluationRecorded"
+    version: int
+
+
 class TransitionRequested(Frozen):
     """Someone asked for a version to move to `stage` or take `alias`; the request is pending
     until the policy's approvals and gates are met (then the move applies in the same decision)."""
@@ -212,6 +220,7 @@ Event = Annotated[
     | VersionDeleted
     | ModelCardUpdated
     | ArtifactsSealed
+    | EvaluationRecorded
     | TransitionRequested
     | TransitionApproved
     | TransitionRejected

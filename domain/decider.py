@@ -12,6 +12,7 @@ from registrar.contracts.commands import (
     DeleteModelTag,
     DeleteVersion,
     DeleteVersionTag,
+    RecordEvaluation,
     RecordMetrics,
     RegisterModel,
     RegisterVersion,
@@ -31,6 +32,7 @@ from registrar.contracts.events import (
     AliasDeleted,
     AliasSet,
     ArtifactsSealed,
+    EvaluationRecorded,
     Event,
     MetricsRecorded,
     ModelCardUpdated,
@@ -60,6 +62,7 @@ from registrar.domain.approvals import (
     stale_requests,
 )
 from registrar.domain.errors import Conflict, Invalid, ModelNotFound, NotFound, VersionNotFound
+from registrar.domain.fairness import group_figures, summary
 from registrar.domain.sources import registry_source, source_problem
 from registrar.domain.state import ModelState, VersionState
 
@@ -136,6 +139,13 @@ def decide(
             ]
         case SealArtifacts(version=number):
             return _seal(command, model, _live_version(model, number))
+        case RecordEvaluation(version=number):
+            _live_version(model, number)
+            recorded = _evaluation(command, model, context)
+            return [
+                recorded,
+                *stale_requests(model, number, f"{recorded.kind} evaluation recorded"),
+            ]
         case TransitionStage() | SetAlias() if governs(command, model, context.policies):
             return _decided(request_transition(as_request(command), model, context), model)
         case RequestTransition():
@@ -241,6 +251,37 @@ def _register_version(command: RegisterVersion, model: ModelState) -> VersionReg
         version=number,
         source=source,
         **command.model_dump(exclude={"type", "name", "source"}),
+    )
+
+
+def _evaluation(
+    command: RecordEvaluation, model: ModelState, context: DecisionContext
+) -> EvaluationRecorded:
+    given = command.evaluation
+    if not context.new_request_id:
+        raise ValueError("RecordEvaluation needs the new evaluation's id (context.new_request_id)")
+    known = {e.evaluation_id: e for v in model.versions.values() for e in v.evaluations}
+    for linked in (*given.before, *given.after):
+        found = known.get(linked)
+        if found is None or found.kind != "fairness":
+            raise Invalid(
+                f"mitigation links {linked!r}, which is not a fairness evaluation of model"
+                f" {model.name!r}: record the fairness evaluations first, then link their ids"
+            )
+    facts = given.model_dump(exclude={"groups", "dataset"})
+    groups: dict[str, dict[str, float]] = {g: dict(v) for g, v in given.groups.items()}
+    fairness = None
+    if given.kind == "fairness":
+        groups = {g: group_figures(c) for g, c in given.counts().items()}
+        fairness = summary(given.sensitive_feature, groups)
+    return EvaluationRecorded(
+        version=command.version,
+        evaluation_id=context.new_request_id,
+        dataset=given.dataset.model_dump() if given.dataset else None,
+        groups=groups,
+        fairness=fairness,
+        recorded_by=context.actor,
+        **facts,
     )
 
 

@@ -38,8 +38,10 @@ _COUNTED = {"lineage.datasets": "datasets", "lineage.parents": "parents"}
 _PRESENT = ("artifact.digest",)
 _SUBJECTS = (
     "metrics.<name> <op> <number>, model_card.<field>, lineage.datasets [<op> <count>],"
-    " lineage.parents [<op> <count>] or artifact.digest"
+    " lineage.parents [<op> <count>], artifact.digest, evaluations.<kind> or"
+    " evaluations.<kind>.<metric> <op> <number>"
 )
+_EVALUATION = re.compile(r"evaluations\.(?P<kind>[a-z][a-z0-9_-]*)(?:\.(?P<metric>.+))?")
 _SEEN_TEXT_LENGTH = 200
 """A card field a gate saw is recorded up to this many characters (the card holds the rest)."""
 
@@ -116,6 +118,27 @@ def parse_gate(text: str) -> Gate:
                 f"gate {text!r}: {subject} counts, compare it with a whole number"
             )
         return Gate(written, subject, op, count)
+    if subject.startswith("evaluations."):
+        found = _EVALUATION.fullmatch(subject)
+        if found is None:
+            raise GateSyntaxError(
+                f"gate {text!r}: write evaluations.<kind> (one exists) or"
+                " evaluations.<kind>.<metric> <op> <number>, e.g."
+                " evaluations.fairness.demographic_parity_difference <= 0.1"
+            )
+        if found["metric"] is None:
+            if op is not None:
+                raise GateSyntaxError(
+                    f"gate {text!r}: evaluations.<kind> requires one to exist; write it alone,"
+                    " or compare one of its metrics: evaluations.<kind>.<metric> <op> <number>"
+                )
+            return Gate(written, subject)
+        if op is None:
+            raise GateSyntaxError(
+                f"gate {text!r}: compare the evaluation's metric with a number, e.g."
+                f" {subject} <= 0.1"
+            )
+        return Gate(written, subject, op, _number(text, value))
     if subject in _PRESENT:
         if op is not None:
             raise GateSyntaxError(f"gate {text!r}: {subject} must be present; write it alone")
@@ -144,6 +167,13 @@ def _read(subject: str, version: VersionState) -> int | float | str | None:
         return len(getattr(version, _COUNTED[subject]))
     if subject == "artifact.digest":
         return version.digest or None
+    if (found := _EVALUATION.fullmatch(subject)) is not None:
+        newest = version.newest_evaluation(found["kind"])
+        if newest is None:
+            return None
+        if found["metric"] is None:  # present: the evaluation's id is what the gate saw
+            return newest.evaluation_id
+        return newest.evaluation.metric(found["metric"])
     raise ValueError(f"no reader for gate subject {subject!r}")  # parse_gate admits no other
 
 

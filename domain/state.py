@@ -11,10 +11,12 @@ import immutables
 from pydantic import TypeAdapter
 
 from registrar.contracts.envelope import Envelope
+from registrar.contracts.evaluations import Evaluation
 from registrar.contracts.events import (
     AliasDeleted,
     AliasSet,
     ArtifactsSealed,
+    EvaluationRecorded,
     Event,
     MetricsRecorded,
     ModelCardUpdated,
@@ -60,6 +62,30 @@ class VersionState:
     artifact_files: int = 0
     artifact_bytes: int = 0
     sealed_at: datetime | None = None
+    evaluations: tuple[RecordedEvaluation, ...] = ()
+    """Oldest first; gates read the newest of a kind."""
+
+    def newest_evaluation(self, kind: str) -> RecordedEvaluation | None:
+        for evaluation in reversed(self.evaluations):
+            if evaluation.kind == kind:
+                return evaluation
+        return None
+
+
+@dataclass(frozen=True, slots=True)
+class RecordedEvaluation:
+    """An evaluation and when it was recorded (its event's time)."""
+
+    evaluation: Evaluation
+    recorded_at: datetime
+
+    @property
+    def evaluation_id(self) -> str:
+        return self.evaluation.evaluation_id
+
+    @property
+    def kind(self) -> str:
+        return self.evaluation.kind
 
 
 @dataclass(frozen=True, slots=True)
@@ -187,6 +213,10 @@ def evolve(state: ModelState | None, event: Event, at: datetime) -> ModelState |
             changed = replace(current, card=filled, updated_at=at)
         case StageChanged(to_stage=to_stage):
             changed = replace(current, stage=to_stage, updated_at=at)
+        case EvaluationRecorded():
+            facts = event.model_dump(exclude={"type", "version"})
+            recorded = RecordedEvaluation(Evaluation.model_validate(facts), at)
+            changed = replace(current, evaluations=(*current.evaluations, recorded), updated_at=at)
         case ArtifactsSealed():
             changed = replace(
                 current,
@@ -209,7 +239,7 @@ def evolve(state: ModelState | None, event: Event, at: datetime) -> ModelState |
     return _with_version(state, changed, at)
 
 
-STATE_SCHEMA = 4
+STATE_SCHEMA = 6
 """Version of ModelState's shape; snapshots of another shape are ignored and rebuilt."""
 
 _state_adapter: TypeAdapter[ModelState] = TypeAdapter(ModelState)

@@ -17,6 +17,7 @@ from registrar.contracts.events import (
     TransitionRequested,
     TransitionRequestStale,
 )
+from registrar.contracts.policies import TransitionAuthorization
 from registrar.contracts.values import Stage
 
 RequestState = Literal["pending", "applied", "rejected", "cancelled"]
@@ -54,6 +55,8 @@ class TransitionRequest:
     closed_by: str = ""
     closed_comment: str = ""
     stale_reasons: tuple[str, ...] = ()
+    authorization: TransitionAuthorization | None = None
+    """Once applied: what allowed it (policy version, every gate with the value it saw)."""
 
     @property
     def target(self) -> str:
@@ -120,7 +123,12 @@ def evolve_requests(
         request_id = event.authorization.request_id
         return {
             **requests,
-            request_id: replace(requests[request_id], state="applied", updated_at=at),
+            request_id: replace(
+                requests[request_id],
+                state="applied",
+                authorization=event.authorization,
+                updated_at=at,
+            ),
         }
     current = requests[event.request_id]
     match event:

@@ -107,6 +107,17 @@ def _model_summary(kind: str, p: dict[str, Any]) -> str | None:
             return f"deleted version {version}"
         case "ModelCardUpdated":
             return f"updated the model card of version {version}: {_pairs(p.get('card'))}"
+        case "EvaluationRecorded":
+            figures = p.get("fairness") or p.get("metrics") or {}
+            shown = {
+                k: v if isinstance(v, bool) else format(v, ".4g")
+                for k, v in figures.items()
+                if isinstance(v, int | float)
+            }
+            return (
+                f"recorded a {p.get('kind')} evaluation of version {version}"
+                f" ({p.get('evaluation_id')}): {_pairs(shown)}"
+            )
         case "ArtifactsSealed":
             return (
                 f"sealed the files of version {version}: {p.get('files')} files,"

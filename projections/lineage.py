@@ -4,7 +4,9 @@ its queries (a node's neighbourhood up or down to a depth; every version descend
 Every edge points from a thing to what it was made from: a version was `produced_by` a run and
 `trained_on` datasets, is `derived_from` parent versions (the relation says how: fine_tuned,
 distilled, ensembled...), a run was `trained_on` datasets and `built_from` a commit, a deployment
-is a version `deployed_as` it. "Upstream" follows edges forward, "downstream" backward.
+is a version `deployed_as` it; a version was `evaluated_on` datasets (the relation names the
+evaluation's kind), an edge impact analysis does not follow: evaluated on is not built from.
+"Upstream" follows edges forward, "downstream" backward.
 
 Node ids are readable: `dataset:NAME@VERSION` (`dataset:NAME` when unversioned), `run:RUN_ID`,
 `commit:REPOSITORY@SHA`, `version:MODEL/VERSION`, `deployment:ID`. A version is stored under its
@@ -281,6 +283,18 @@ class LineageProjection:
             )
             if earlier is None:  # newly registered: its inputs never change after this
                 await self._version_edges(key, stream_id, held, version, writes)
+        for envelope in fresh:
+            if envelope.type == "EvaluationRecorded" and envelope.payload.get("dataset"):
+                dataset = DatasetRef.model_validate(envelope.payload["dataset"])
+                data_key = dataset_id(dataset)
+                writes.node(writes.facts, data_key, "dataset", dataset.model_dump())
+                number = envelope.payload["version"]
+                writes.edge(
+                    version_key(stream_id, number),
+                    data_key,
+                    "evaluated_on",
+                    envelope.payload["kind"],
+                )
 
     async def _version_edges(
         self, key: str, stream_id: str, held: set[str], version: VersionState, writes: _Writes
@@ -413,6 +427,7 @@ _DESCENDANTS = text(
         SELECT CAST(:start AS text)
         UNION
         SELECT e.src FROM below b JOIN lineage_edges e ON e.dst = b.node
+        WHERE e.kind <> 'evaluated_on'  -- evaluated on a dataset is not built from it
     )
     SELECT node FROM below WHERE node <> :start
     """

@@ -87,6 +87,7 @@ _NATIVE_WRITES: list[tuple[frozenset[str], re.Pattern[str], Action]] = [
         ("PATCH PUT", rf"/v1/models/{_VERSION}/card", Action.CONTRIBUTE),
         ("PUT DELETE", rf"/v1/models/{_VERSION}/artifacts/.+", Action.CONTRIBUTE),
         ("POST", rf"/v1/models/{_VERSION}/artifacts/seal", Action.CONTRIBUTE),
+        ("POST", rf"/v1/models/{_VERSION}/evaluations", Action.CONTRIBUTE),
         ("POST", rf"/v1/models/{_VERSION}/stage", Action.PROMOTE),
         ("POST", rf"/v1/models/{_VERSION}/transition-requests", Action.CONTRIBUTE),
         # Who may approve is the policy's to say (its approver role): the workflow checks it.
@@ -124,6 +125,7 @@ _COMMAND_ACTIONS: dict[type, Action] = {
     c.RecordMetrics: Action.CONTRIBUTE,
     c.UpdateModelCard: Action.CONTRIBUTE,
     c.SealArtifacts: Action.CONTRIBUTE,
+    c.RecordEvaluation: Action.CONTRIBUTE,
     c.DeleteVersion: Action.MANAGE_MODEL,
     c.TransitionStage: Action.PROMOTE,
     c.SetAlias: Action.PROMOTE,

@@ -15,6 +15,7 @@ from registrar.api import (
     approval_routes,
     artifact_routes,
     audit_routes,
+    evaluation_routes,
     history_routes,
     lineage_routes,
     model_routes,
@@ -98,6 +99,7 @@ def create_app(
     app.include_router(history_routes.router)
     app.include_router(approval_routes.router)
     app.include_router(artifact_routes.router)
+    app.include_router(evaluation_routes.router)
     install_docs(app)
 
     @app.get(

@@ -68,14 +68,21 @@ _NO_COMMENT = CommentBody()
 def request_view(
     model: ModelState, request: TransitionRequest, policies: PolicySet
 ) -> dict[str, Any]:
-    """A request as JSON, with what it still needs under the policy in force (if pending)."""
+    """A request as JSON: pending, with what it still needs under the policy in force; applied,
+    with what allowed it (the gates as they were then, under the policy version then)."""
     now = standing(request, model, policies) if request.state == "pending" else None
+    allowed = request.authorization
+    if allowed is not None:
+        gates, policy_version = [c.model_dump() for c in allowed.gates], allowed.policy_version
+    else:
+        gates = [c.model_dump() for c in now.checks] if now is not None else []
+        policy_version = policies.version
     return {
         **request_fields(request),
         "model": model.name,
         "missing": now.missing if now is not None else [],
-        "gates": [c.model_dump() for c in now.checks] if now is not None else [],
-        "policy_version": policies.version,
+        "gates": gates,
+        "policy_version": policy_version,
         "stale_reasons": list(request.stale_reasons),
     }
 

@@ -17,6 +17,7 @@ from registrar.contracts.codec import canonical
 from registrar.contracts.commands import (
     REQUEST_COMMANDS,
     Command,
+    RecordEvaluation,
     RegisterModel,
     RegisterVersion,
     RenameModel,
@@ -326,11 +327,14 @@ class CommandHandler:
         """Who asks, and for a move or a request, the policy in force and a new request's id
         (derived from the command id, so a retried command makes the same request)."""
         moves = isinstance(command, (TransitionStage, SetAlias, *REQUEST_COMMANDS))
+        # A new request's id, or a new evaluation's: derived from the command id, so a retried
+        # command makes the same one.
+        names_new = moves or isinstance(command, RecordEvaluation)
         return DecisionContext(
             actor=meta.actor,
             role=meta.role,
             policies=await self.policies.current() if moves else NO_POLICIES,
-            new_request_id=str(derived_event_id(meta.command_id, 999_999)) if moves else "",
+            new_request_id=str(derived_event_id(meta.command_id, 999_999)) if names_new else "",
             now=self.clock(),
         )
 
