@@ -121,6 +121,7 @@ class ModelOut(Answer):
         " older servers)",
     )
     deleted: bool
+    risk_tier: str | None = Field(default=None, description="The newest risk assessment's tier")
     position: int | None = Field(default=None, description=_POSITION)
 
 

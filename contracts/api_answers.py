@@ -11,7 +11,7 @@ from pydantic import ConfigDict, Field, WithJsonSchema
 
 from registrar.contracts.api import Answer
 from registrar.contracts.evaluations import Evaluation
-from registrar.contracts.policies import PolicyRule
+from registrar.contracts.policies import GateCheck, PolicyRule
 
 VersionAsText = Annotated[
     int,
@@ -266,3 +266,64 @@ class EvaluationOut(Evaluation):
 
 class EvaluationList(Answer):
     evaluations: list[EvaluationOut] = Field(description="Newest first")
+
+
+# Governance: risk, compliance, dry runs -----------------------------------------------------------
+
+
+class RiskAssessmentOut(Answer):
+    model: str
+    tier: str | None = Field(description="null: never assessed")
+    method: str | None = Field(default=None, description='"questionnaire" or "direct"')
+    answers: dict[str, str] = Field(default_factory=dict)
+    rationale: str = ""
+    assessed_by: str | None = None
+    assessed_at: datetime | None = None
+    policy_version: int | None = None
+    position: int | None = None
+
+
+class Evidence(Answer):
+    event_id: str
+    position: int | None
+    type: str
+    recorded_at: datetime
+    actor: str
+
+
+class RequirementResult(Answer):
+    id: str
+    title: str
+    check: str
+    met: bool
+    seen: int | float | str | None
+    evidence: list[Evidence] = Field(description="The event that established what was seen")
+
+
+class ComplianceReport(Answer):
+    profile: str
+    model: str
+    version: int
+    policy_version: int
+    met: bool
+    requirements: list[RequirementResult]
+    as_of: datetime
+
+
+class MoveValidation(Answer):
+    """What a move would need now: nothing is recorded."""
+
+    model: str
+    version: int
+    stage: str | None
+    alias: str | None
+    governed: bool
+    scope: str | None = Field(description="The scope whose rule applies (null: the default)")
+    policy_version: int
+    approvals_required: int
+    approver_role: str
+    gates: list[GateCheck]
+    missing: list[str]
+    blocked: str | None = Field(
+        description="Why the model's risk tier forbids the move, if it does"
+    )

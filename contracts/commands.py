@@ -169,6 +169,30 @@ class RecordEvaluation(Inbound):
     evaluation: EvaluationInput
 
 
+class AssessRisk(Inbound):
+    """Assess a model's risk: answers to the governance document's questionnaire (Registrar
+    maps them to a tier), or a tier set directly with a rationale by the assessor role."""
+
+    type: Literal["AssessRisk"] = "AssessRisk"
+    name: ModelName
+    tier: Annotated[str, Field(min_length=1, max_length=128)] | None = None
+    answers: dict[
+        Annotated[str, Field(min_length=1, max_length=128)],
+        Annotated[str, Field(min_length=1, max_length=256)],
+    ] = Field(default_factory=dict, max_length=200)
+    rationale: Annotated[str, Field(max_length=10_000)] = ""
+
+    @model_validator(mode="after")
+    def _answers_or_tier(self) -> AssessRisk:
+        if (self.tier is None) == (not self.answers):
+            raise ValueError(
+                "give either the questionnaire's answers, or a tier (with a rationale), not both"
+            )
+        if self.tier is not None and not self.rationale.strip():
+            raise ValueError("a tier set directly needs a rationale: say why")
+        return self
+
+
 Comment = Annotated[str, Field(max_length=10_000)]
 RequestId = Annotated[str, Field(min_length=1, max_length=64)]
 
@@ -236,6 +260,7 @@ Command = Annotated[
     | UpdateModelCard
     | SealArtifacts
     | RecordEvaluation
+    | AssessRisk
     | RequestTransition
     | ApproveTransition
     | RejectTransition

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import re
 from typing import Annotated, Any, Self
+from uuid import UUID
 
 from pydantic import Field, model_validator
 
@@ -17,6 +18,8 @@ from registrar.contracts.values import (
     Inbound,
     Metrics,
     MetricValue,
+    ModelName,
+    VersionNumber,
 )
 
 STANDARD_KINDS = ("performance", "fairness", "explainability", "robustness", "mitigation")
@@ -163,3 +166,16 @@ class Evaluation(Frozen):
             if isinstance(value, int | float):
                 return float(value)
         return None
+
+
+class EvaluationCompleted(Inbound):
+    """An evaluation pipeline's report on Kafka topic `evaluation.completed`: an evaluation of
+    version `version` of model `model_name`. `message_id` identifies the message: the recording
+    command's id is derived from it, so a redelivered message records nothing twice (and the same
+    id sent again with another evaluation is refused)."""
+
+    message_id: UUID
+    model_name: ModelName
+    version: VersionNumber
+    evaluation: EvaluationInput
+    producer: Annotated[str, Field(max_length=256)] = ""

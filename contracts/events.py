@@ -157,6 +157,18 @@ class EvaluationRecorded(Evaluation):
     version: int
 
 
+class RiskAssessed(Frozen):
+    """The model's risk was assessed: its tier now, how it was reached, and by whom."""
+
+    type: Literal["RiskAssessed"] = "RiskAssessed"
+    tier: str
+    method: Literal["questionnaire", "direct"]
+    answers: dict[str, str] = Field(default_factory=dict)
+    rationale: str = ""
+    assessed_by: str
+    policy_version: int = Field(description="The governance document whose rules were used")
+
+
 class TransitionRequested(Frozen):
     """Someone asked for a version to move to `stage` or take `alias`; the request is pending
     until the policy's approvals and gates are met (then the move applies in the same decision)."""
@@ -221,6 +233,7 @@ Event = Annotated[
     | ModelCardUpdated
     | ArtifactsSealed
     | EvaluationRecorded
+    | RiskAssessed
     | TransitionRequested
     | TransitionApproved
     | TransitionRejected

@@ -38,12 +38,89 @@ class PolicyRule(Frozen):
     )
 
 
+Name = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.-]+$")]
+EU_AI_ACT_TIERS = ("minimal", "limited", "high", "unacceptable")
+
+
+class ScopeMatch(Frozen):
+    """Which models a scope covers: every criterion given must hold (within one, any value)."""
+
+    names: list[Annotated[str, Field(min_length=1, max_length=256)]] = Field(
+        default_factory=list, description='Model-name globs, e.g. "credit-*"'
+    )
+    tags: dict[str, str] = Field(default_factory=dict, description="Model tags, exact values")
+    risk_tier: list[str] = Field(default_factory=list, description="The model's assessed tier")
+
+
+class Scope(Frozen):
+    """Rules that replace the defaults for the models `match` covers, for the stages and aliases
+    it names (others keep the default rule)."""
+
+    name: Name
+    match: ScopeMatch = Field(default_factory=ScopeMatch)
+    stages: dict[StageName, PolicyRule] = Field(default_factory=dict)
+    aliases: dict[AliasName, PolicyRule] = Field(default_factory=dict)
+
+
+class Requirement(Frozen):
+    id: Name
+    title: Annotated[str, Field(min_length=1, max_length=500)]
+    check: Gate = Field(description="A gate, e.g. lineage.datasets >= 1")
+
+
+class ComplianceProfile(Frozen):
+    name: Name
+    description: Annotated[str, Field(max_length=10_000)] = ""
+    requirements: Annotated[list[Requirement], Field(min_length=1, max_length=MAX_GATES)]
+
+
+class ComplianceSettings(Frozen):
+    profiles: list[ComplianceProfile] = Field(default_factory=list, max_length=100)
+
+
+class RiskQuestion(Frozen):
+    id: Name
+    text: Annotated[str, Field(min_length=1, max_length=2000)]
+    answers: list[Annotated[str, Field(min_length=1, max_length=256)]] = Field(
+        default_factory=list, description="The answers allowed (empty: any)"
+    )
+
+
+class RiskRule(Frozen):
+    """Answers that put a model in a tier: every question named must have one of its answers."""
+
+    when: dict[str, list[str]]
+    tier: str
+
+
+class RiskSettings(Frozen):
+    """The risk tiers (lowest first), which of them block every promotion, who may set a tier
+    directly, and the questionnaire whose answers map to a tier (the highest rule matched; the
+    lowest tier when none does)."""
+
+    tiers: list[Name] = Field(default_factory=lambda: list(EU_AI_ACT_TIERS), min_length=1)
+    blocking: list[str] = Field(default_factory=lambda: ["unacceptable"])
+    assessor_role: Role = Field(
+        default=Role.APPROVER, description="Who may set a tier without the questionnaire"
+    )
+    questions: list[RiskQuestion] = Field(default_factory=list, max_length=200)
+    rules: list[RiskRule] = Field(default_factory=list, max_length=500)
+
+
 class PolicyDocument(Frozen):
-    """The whole promotion policy: applying one replaces the one before (a stage or alias it
-    does not name is not governed: transitions to it apply directly)."""
+    """The governance document: promotion rules (the defaults, and scopes that override them for
+    the models they match), compliance profiles, and risk tiers. Applying one replaces the one
+    before (a stage or alias no rule names is not governed: transitions to it apply directly)."""
 
     stages: dict[StageName, PolicyRule] = Field(default_factory=dict)
     aliases: dict[AliasName, PolicyRule] = Field(default_factory=dict)
+    scopes: list[Scope] = Field(
+        default_factory=list,
+        max_length=100,
+        description="Tried in order: the first that matches the model and names the target wins",
+    )
+    compliance: ComplianceSettings = Field(default_factory=ComplianceSettings)
+    risk: RiskSettings = Field(default_factory=RiskSettings)
 
 
 class PolicyApplied(PolicyDocument):
@@ -92,3 +169,4 @@ class TransitionAuthorization(Frozen):
     approver_role: Role
     gates: list[GateCheck] = Field(default_factory=list)
     approvals: list[ApprovalRecord] = Field(default_factory=list)
+    scope: str | None = Field(default=None, description="The scope whose rule applied, if any")

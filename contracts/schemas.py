@@ -11,6 +11,7 @@ from registrar.contracts.codec import canonical
 from registrar.contracts.command_messages import CommandMessage, CommandResult
 from registrar.contracts.commands import Command
 from registrar.contracts.envelope import Envelope
+from registrar.contracts.evaluations import EvaluationCompleted
 from registrar.contracts.events import AccessEvent, Event
 from registrar.contracts.integration import Promotion
 from registrar.contracts.policies import PolicyApplied
@@ -24,6 +25,7 @@ def contract_models() -> dict[str, type[BaseModel]]:
     models: dict[str, type[BaseModel]] = {
         "Envelope": Envelope,
         "TrainingCompleted": TrainingCompleted,
+        "EvaluationCompleted": EvaluationCompleted,
         "Promotion": Promotion,
         "CommandMessage": CommandMessage,
         "CommandResult": CommandResult,

@@ -28,6 +28,12 @@ TRAINING_COMPLETED = Topic(
     4,
     "TrainingCompleted messages from training services: a run, and maybe a version to register.",
 )
+EVALUATION_COMPLETED = Topic(
+    "evaluation.completed",
+    4,
+    "EvaluationCompleted messages from evaluation pipelines: an evaluation of a version, recorded"
+    " once per message id.",
+)
 REGISTRY_COMMANDS = Topic(
     "registry.commands",
     4,
@@ -49,6 +55,7 @@ ALL_TOPICS = (
     REGISTRY_EVENTS,
     REGISTRY_PROMOTIONS,
     TRAINING_COMPLETED,
+    EVALUATION_COMPLETED,
     REGISTRY_COMMANDS,
     COMMAND_RESULTS,
     DEADLETTER,

@@ -66,6 +66,7 @@ class Standing:
     approver_role: Role
     checks: list[GateCheck]
     missing: list[str]
+    scope: str | None = None
 
     @property
     def complete(self) -> bool:
@@ -86,8 +87,10 @@ class RequestDecision:
     applying: Application | None = None
 
 
-def policy_for(policies: PolicySet, stage: Stage | None, alias: str | None) -> Policy | None:
-    return policies.for_stage(stage) if stage is not None else policies.for_alias(alias or "")
+def policy_for(
+    policies: PolicySet, model: ModelState, stage: Stage | None, alias: str | None
+) -> Policy | None:
+    return policies.rule_for(model, stage, alias)
 
 
 def governs(command: TransitionStage | SetAlias, model: ModelState, policies: PolicySet) -> bool:
@@ -96,9 +99,9 @@ def governs(command: TransitionStage | SetAlias, model: ModelState, policies: Po
     if isinstance(command, TransitionStage):
         version = model.live_version(command.version)
         moves = version is None or version.stage != command.stage
-        return moves and policies.for_stage(command.stage) is not None
+        return moves and policies.for_stage(command.stage, model) is not None
     moves = model.aliases.get(command.alias) != command.version
-    return moves and policies.for_alias(command.alias) is not None
+    return moves and policies.for_alias(command.alias, model) is not None
 
 
 def as_request(command: TransitionStage | SetAlias) -> RequestTransition:
@@ -114,7 +117,7 @@ def as_request(command: TransitionStage | SetAlias) -> RequestTransition:
 
 
 def standing(request: TransitionRequest, model: ModelState, policies: PolicySet) -> Standing:
-    policy = policy_for(policies, request.stage, request.alias)
+    policy = policy_for(policies, model, request.stage, request.alias)
     if policy is None:  # no policy (any more): nothing to wait for
         return Standing(request.approvals, 0, MOVER_ROLE, [], [])
     rule = policy.rule
@@ -129,9 +132,10 @@ def standing(request: TransitionRequest, model: ModelState, policies: PolicySet)
             f" ({len(counted)} of {rule.approvals})"
         )
     version = model.live_version(request.version)
-    checks = policy.check(version) if version is not None else []
-    missing += [f"gate {c.gate} (saw {_shown(c.seen)})" for c in checks if not c.passed]
-    return Standing(counted, rule.approvals, rule.approver_role, checks, missing)
+    checks = policy.check(policies.target(model, version)) if version is not None else []
+    under = f" under scope {policy.scope}" if policy.scope else ""
+    missing += [f"gate {c.gate}{under} (saw {_shown(c.seen)})" for c in checks if not c.passed]
+    return Standing(counted, rule.approvals, rule.approver_role, checks, missing, policy.scope)
 
 
 def _shown(seen: int | float | str | None) -> str:
@@ -154,6 +158,7 @@ def _applying(
             approver_role=now.approver_role,
             gates=now.checks,
             approvals=[ApprovalRecord(by=a.by, at=a.at, comment=a.comment) for a in now.counted],
+            scope=now.scope,
         ),
     )
 
@@ -184,7 +189,7 @@ def request_transition(
             )
     elif model.aliases.get(command.alias or "") == command.version:
         raise Conflict(f"alias {command.alias!r} already points to version {command.version}")
-    _refuse_unless_mover_where_ungoverned(command, context)
+    _refuse_unless_mover_where_ungoverned(command, model, context)
     pending = latest_request(model, command.version, command.stage, command.alias)
     if pending is not None and pending.state == "pending":
         return RequestDecision([], _applying(pending, model, context))
@@ -204,11 +209,11 @@ def request_transition(
 
 
 def _refuse_unless_mover_where_ungoverned(
-    command: RequestTransition, context: DecisionContext
+    command: RequestTransition, model: ModelState, context: DecisionContext
 ) -> None:
     """A request for a target no policy governs applies at once, so it needs what the direct move
     needs: a request never does more than its requester could do."""
-    if policy_for(context.policies, command.stage, command.alias) is not None:
+    if policy_for(context.policies, model, command.stage, command.alias) is not None:
         return
     if context.role.includes(MOVER_ROLE):
         return
@@ -229,8 +234,8 @@ def _pending(model: ModelState, request_id: str) -> TransitionRequest:
     return request
 
 
-def _approver_role(request: TransitionRequest, policies: PolicySet) -> Role:
-    policy = policy_for(policies, request.stage, request.alias)
+def _approver_role(request: TransitionRequest, model: ModelState, policies: PolicySet) -> Role:
+    policy = policy_for(policies, model, request.stage, request.alias)
     return policy.rule.approver_role if policy is not None else MOVER_ROLE
 
 
@@ -238,13 +243,13 @@ def approve(
     command: ApproveTransition, model: ModelState, context: DecisionContext
 ) -> RequestDecision:
     request = _pending(model, command.request_id)
-    needed = _approver_role(request, context.policies)
+    needed = _approver_role(request, model, context.policies)
     if not context.role.includes(needed):
         raise Forbidden(
             f"approving a move to {request.target} needs the {needed.value} role;"
             f" {context.actor} holds {context.role.value}"
         )
-    policy = policy_for(context.policies, request.stage, request.alias)
+    policy = policy_for(context.policies, model, request.stage, request.alias)
     own = context.actor == request.requested_by
     if own and not (policy is not None and policy.rule.allow_self_approval):
         raise Forbidden(
@@ -276,7 +281,7 @@ def reject(command: RejectTransition, model: ModelState, context: DecisionContex
             f"{context.actor} requested transition {request.request_id}: cancel it rather than"
             " reject it"
         )
-    needed = _approver_role(request, context.policies)
+    needed = _approver_role(request, model, context.policies)
     if not context.role.includes(needed):
         raise Forbidden(
             f"rejecting a move to {request.target} needs the {needed.value} role;"
@@ -319,7 +324,7 @@ def refuse_if_held(
     the request and what it still needs, unless the move has applied."""
     stage = command.stage if isinstance(command, TransitionStage) else None
     alias = command.alias if isinstance(command, SetAlias) else None
-    if policy_for(context.policies, stage, alias) is None:
+    if policy_for(context.policies, model, stage, alias) is None:
         return
     request = latest_request(model, command.version, stage, alias)
     if request is None or request.state != "pending":

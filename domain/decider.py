@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from registrar.contracts.commands import (
     ApproveTransition,
+    AssessRisk,
     CancelTransition,
     Command,
     DeleteAlias,
@@ -51,6 +52,7 @@ from registrar.contracts.events import (
 )
 from registrar.contracts.values import Stage
 from registrar.domain.approvals import (
+    MOVER_ROLE,
     DecisionContext,
     RequestDecision,
     approve,
@@ -61,8 +63,16 @@ from registrar.domain.approvals import (
     request_transition,
     stale_requests,
 )
-from registrar.domain.errors import Conflict, Invalid, ModelNotFound, NotFound, VersionNotFound
+from registrar.domain.errors import (
+    Conflict,
+    Forbidden,
+    Invalid,
+    ModelNotFound,
+    NotFound,
+    VersionNotFound,
+)
 from registrar.domain.fairness import group_figures, summary
+from registrar.domain.risk import assess_risk, refuse_if_blocked
 from registrar.domain.sources import registry_source, source_problem
 from registrar.domain.state import ModelState, VersionState
 
@@ -85,6 +95,10 @@ def decide(
     if isinstance(command, RegisterModel):
         return _register_model(command, state, new_model_id)
     model = _existing_model(command.name, state)
+    if isinstance(command, TransitionStage | SetAlias | RequestTransition):
+        stage = None if isinstance(command, SetAlias) else command.stage
+        alias = None if isinstance(command, TransitionStage) else command.alias
+        refuse_if_blocked(model, context.policies.risk, stage, alias)
     match command:
         case UpdateModelDescription(description=description):
             if description == model.description:
@@ -139,6 +153,8 @@ def decide(
             ]
         case SealArtifacts(version=number):
             return _seal(command, model, _live_version(model, number))
+        case AssessRisk():
+            return [assess_risk(command, model, context)]
         case RecordEvaluation(version=number):
             _live_version(model, number)
             recorded = _evaluation(command, model, context)
@@ -147,16 +163,23 @@ def decide(
                 *stale_requests(model, number, f"{recorded.kind} evaluation recorded"),
             ]
         case TransitionStage() | SetAlias() if governs(command, model, context.policies):
-            return _decided(request_transition(as_request(command), model, context), model)
+            return _decided(request_transition(as_request(command), model, context), model, context)
         case RequestTransition():
-            return _decided(request_transition(command, model, context), model)
+            return _decided(request_transition(command, model, context), model, context)
         case ApproveTransition():
-            return _decided(approve(command, model, context), model)
+            return _decided(approve(command, model, context), model, context)
         case RejectTransition():
             return reject(command, model, context)
         case CancelTransition():
             return cancel(command, model, context)
         case TransitionStage():
+            if not context.role.includes(MOVER_ROLE):
+                # MLflow's transition-stage is open to contributors, for governed stages: they
+                # request there; an ungoverned move is the mover role's, as over /v1.
+                raise Forbidden(
+                    f"moving a version to {command.stage.value} needs the {MOVER_ROLE.value}"
+                    f" role; {context.actor} holds {context.role.value}"
+                )
             return _transition(command, model)
         case SetAlias(alias=alias, version=number):
             _live_version(model, number)
@@ -329,12 +352,13 @@ def _transition(command: TransitionStage, model: ModelState) -> list[Event]:
     return events
 
 
-def _decided(decision: RequestDecision, model: ModelState) -> list[Event]:
+def _decided(decision: RequestDecision, model: ModelState, context: DecisionContext) -> list[Event]:
     """A request decision's events, and when the request is complete, the move it applies
     (with archive-existing, in the same decision), carrying what allowed it."""
     if decision.applying is None:
         return decision.events
     request, authorization = decision.applying.request, decision.applying.authorization
+    refuse_if_blocked(model, context.policies.risk, request.stage, request.alias)
     if request.alias is not None:
         _live_version(model, request.version)
         previous = model.aliases.get(request.alias)

@@ -26,6 +26,7 @@ from registrar.contracts.events import (
     ModelRenamed,
     ModelTagDeleted,
     ModelTagSet,
+    RiskAssessed,
     StageChanged,
     VersionDeleted,
     VersionDescriptionUpdated,
@@ -89,6 +90,17 @@ class RecordedEvaluation:
 
 
 @dataclass(frozen=True, slots=True)
+class RiskAssessment:
+    tier: str
+    method: str
+    rationale: str
+    answers: dict[str, str]
+    assessed_by: str
+    assessed_at: datetime
+    policy_version: int
+
+
+@dataclass(frozen=True, slots=True)
 class ModelState:
     model_id: str
     name: str
@@ -105,6 +117,8 @@ class ModelState:
     aliases: dict[str, int] = field(default_factory=dict)
     requests: Requests = field(default_factory=dict)
     """Transition requests by id, open and closed (registrar.domain.transition_requests)."""
+    risk: RiskAssessment | None = None
+    """The newest risk assessment (its history is in the stream)."""
     changed_at: datetime | None = None
     """When the model itself last changed, as MLflow counts for a registered model's
     last_updated_timestamp: registered, described, renamed, deleted, or a version of it
@@ -173,6 +187,17 @@ def evolve(state: ModelState | None, event: Event, at: datetime) -> ModelState |
             return replace(state, name=new_name, updated_at=at)
         case ModelDeleted():
             return replace(state, deleted=True, updated_at=at)
+        case RiskAssessed():
+            risk = RiskAssessment(
+                tier=event.tier,
+                method=event.method,
+                rationale=event.rationale,
+                answers=dict(event.answers),
+                assessed_by=event.assessed_by,
+                assessed_at=at,
+                policy_version=event.policy_version,
+            )
+            return replace(state, risk=risk, updated_at=at)
         case VersionRegistered():
             version = VersionState(
                 version=event.version,
@@ -239,7 +264,7 @@ def evolve(state: ModelState | None, event: Event, at: datetime) -> ModelState |
     return _with_version(state, changed, at)
 
 
-STATE_SCHEMA = 6
+STATE_SCHEMA = 7
 """Version of ModelState's shape; snapshots of another shape are ignored and rebuilt."""
 
 _state_adapter: TypeAdapter[ModelState] = TypeAdapter(ModelState)

@@ -38,6 +38,7 @@ def model_view(state: ModelState) -> dict[str, Any]:
         "updated_at": state.updated_at,
         "changed_at": state.changed_at or state.updated_at,
         "deleted": state.deleted,
+        "risk_tier": state.risk.tier if state.risk is not None else None,
     }
 
 
@@ -91,6 +92,7 @@ _MODEL_COLUMNS_IN = {
     "updated_at": "timestamptz",
     "changed_at": "timestamptz",
     "deleted": "bool",
+    "risk_tier": "text",
     "stream_version": "int",
 }
 _VERSION_COLUMNS_IN = {
@@ -143,7 +145,8 @@ _UPSERT_MODELS = _upsert_from_arrays(
     "cs_models",
     _MODEL_COLUMNS_IN,
     "stream_id",
-    "name description tags aliases latest_version updated_at changed_at deleted stream_version",
+    "name description tags aliases latest_version updated_at changed_at deleted risk_tier"
+    " stream_version",
 )
 _UPSERT_VERSIONS = _upsert_from_arrays(
     "cs_versions",
@@ -217,7 +220,7 @@ class CurrentStateProjection:
         view = model_view(state)
         return {
             **{k: view[k] for k in ("name", "description", "latest_version", "created_at")},
-            **{k: view[k] for k in ("updated_at", "changed_at", "deleted")},
+            **{k: view[k] for k in ("updated_at", "changed_at", "deleted", "risk_tier")},
             "stream_id": stream_id,
             "tags": dumps(view["tags"]).decode(),
             "aliases": dumps(view["aliases"]).decode(),
@@ -252,7 +255,7 @@ def glob_to_like(pattern: str) -> str:
 _MODEL_COLUMNS = (
     "stream_id AS id, name, description, tags, aliases, latest_version, created_at, updated_at,"
     " changed_at,"
-    " deleted"
+    " deleted, risk_tier"
 )
 _VERSION_COLUMNS = (
     "model_name AS model, version, source, run_id, digest, size, stage,"

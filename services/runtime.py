@@ -82,7 +82,8 @@ def _consumers(
 ) -> list[KafkaBroker]:
     """One Kafka connection per consumer: FastStream starts a connection's subscribers one after
     another, each waiting for its group to settle (seconds), so separate ones start together.
-    `guard`: authentication is on for commands; `ingest_as`: who training runs are recorded by."""
+    `guard`: authentication is on for commands; `ingest_as`: who records training runs and
+    evaluations."""
     store = registry.store
     attachers: list[Callable[[KafkaBroker], None]] = []
     for name in roles.projections:
@@ -97,9 +98,11 @@ def _consumers(
             raise ValueError(f"unknown projection {name!r}: choose from {', '.join(PROJECTIONS)}")
     if roles.ingest:
         from registrar.bus.command_bus import attach_command_bus
+        from registrar.bus.evaluation_ingest import attach_evaluation_ingest
         from registrar.bus.training_ingest import attach_training_ingest
 
         attachers.append(lambda kafka: attach_training_ingest(kafka, registry, caller=ingest_as))
+        attachers.append(lambda kafka: attach_evaluation_ingest(kafka, registry, caller=ingest_as))
         attachers.append(lambda kafka: attach_command_bus(kafka, registry, guard=guard))
     consumers = []
     for attach in attachers:
@@ -125,8 +128,9 @@ async def run(
 ) -> None:
     """Run `roles` until SIGINT or SIGTERM, then stop them all, newest first. `auth_required`:
     the API and the Kafka command bus need tokens; `ingest_as`: the service principal that
-    records training runs; `beside`: more work that runs until the stop (one that ends, ends
-    the process, as a role would); `blobs`: the artifact store's files, for the API."""
+    records training runs and evaluations; `beside`: more work that runs until the stop (one
+    that ends, ends the process, as a role would); `blobs`: the artifact store's files, for the
+    API."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):

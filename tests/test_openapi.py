@@ -18,8 +18,11 @@ TEXT_STREAMS = {"application/x-ndjson", "text/csv"}
 """The media types the audit export answers with besides JSON."""
 BINARY_STREAMS = {"application/octet-stream", "application/x-tar"}
 """Artifact files, one or a version's as an archive."""
-NOTHING_TO_CONFLICT = {"/v1/artifacts/gc"}
-"""Writes that change no model (garbage collection deletes unreferenced blobs only)."""
+NOTHING_TO_CONFLICT = {
+    "/v1/artifacts/gc",
+    "/v1/models/{name}/versions/{version}/compliance/validate",
+}
+"""POSTs that change no model: garbage collection (unreferenced blobs only), a dry run."""
 HOUSE_ERROR = "#/components/schemas/ErrorBody"
 MLFLOW_ERROR = "#/components/schemas/MlflowErrorBody"
 OPEN = {"/healthz"}

@@ -88,6 +88,9 @@ _NATIVE_WRITES: list[tuple[frozenset[str], re.Pattern[str], Action]] = [
         ("PUT DELETE", rf"/v1/models/{_VERSION}/artifacts/.+", Action.CONTRIBUTE),
         ("POST", rf"/v1/models/{_VERSION}/artifacts/seal", Action.CONTRIBUTE),
         ("POST", rf"/v1/models/{_VERSION}/evaluations", Action.CONTRIBUTE),
+        # Who may set a tier directly is the governance document's to say: the decider checks.
+        ("POST", rf"/v1/models/{_NAME}/risk-assessment", Action.CONTRIBUTE),
+        ("POST", rf"/v1/models/{_VERSION}/compliance/validate", Action.READ),
         ("POST", rf"/v1/models/{_VERSION}/stage", Action.PROMOTE),
         ("POST", rf"/v1/models/{_VERSION}/transition-requests", Action.CONTRIBUTE),
         # Who may approve is the policy's to say (its approver role): the workflow checks it.
@@ -106,7 +109,9 @@ _MLFLOW_MANAGE = frozenset(
         "model-versions/delete",
     }
 )
-_MLFLOW_PROMOTE = frozenset({"model-versions/transition-stage", "registered-models/alias"})
+_MLFLOW_PROMOTE = frozenset({"registered-models/alias"})
+"""transition-stage is not here: to a governed stage it makes a transition request, which a
+contributor may ask for; to any other stage the decider requires the mover role itself."""
 _MLFLOW_READ_POSTS = frozenset({"registered-models/get-latest-versions"})
 """POSTs that only read (besides every `.../search`)."""
 
@@ -126,6 +131,7 @@ _COMMAND_ACTIONS: dict[type, Action] = {
     c.UpdateModelCard: Action.CONTRIBUTE,
     c.SealArtifacts: Action.CONTRIBUTE,
     c.RecordEvaluation: Action.CONTRIBUTE,
+    c.AssessRisk: Action.CONTRIBUTE,
     c.DeleteVersion: Action.MANAGE_MODEL,
     c.TransitionStage: Action.PROMOTE,
     c.SetAlias: Action.PROMOTE,

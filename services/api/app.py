@@ -16,6 +16,7 @@ from registrar.api import (
     artifact_routes,
     audit_routes,
     evaluation_routes,
+    governance_routes,
     history_routes,
     lineage_routes,
     model_routes,
@@ -100,6 +101,7 @@ def create_app(
     app.include_router(approval_routes.router)
     app.include_router(artifact_routes.router)
     app.include_router(evaluation_routes.router)
+    app.include_router(governance_routes.router)
     install_docs(app)
 
     @app.get(

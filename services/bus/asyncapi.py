@@ -15,10 +15,12 @@ from registrar.contracts.command_messages import (
     CommandResult,
 )
 from registrar.contracts.envelope import Envelope
+from registrar.contracts.evaluations import EvaluationCompleted
 from registrar.contracts.integration import Promotion
 from registrar.contracts.topics import (
     COMMAND_RESULTS,
     DEADLETTER,
+    EVALUATION_COMPLETED,
     REGISTRY_COMMANDS,
     REGISTRY_EVENTS,
     REGISTRY_PROMOTIONS,
@@ -27,12 +29,16 @@ from registrar.contracts.topics import (
 )
 from registrar.contracts.training import TrainingCompleted
 
+_AS_INGEST_PRINCIPAL = (
+    "registrar ingest, recording as its configured service principal"
+    " (REGISTRAR_INGEST_USER, REGISTRAR_INGEST_ROLE), never as the message says"
+)
 CONSUMED: tuple[tuple[Topic, type[BaseModel], str], ...] = (
+    (TRAINING_COMPLETED, TrainingCompleted, _AS_INGEST_PRINCIPAL),
     (
-        TRAINING_COMPLETED,
-        TrainingCompleted,
-        "registrar ingest, recording as its configured service principal"
-        " (REGISTRAR_INGEST_USER, REGISTRAR_INGEST_ROLE), never as the message says",
+        EVALUATION_COMPLETED,
+        EvaluationCompleted,
+        f"{_AS_INGEST_PRINCIPAL}; a message whose model or version does not exist is dead-lettered",
     ),
     (
         REGISTRY_COMMANDS,

@@ -1,22 +1,26 @@
-"""Consuming messages other services send (training runs, commands) and the events the relay
-publishes: bytes as sent, acknowledged only after the work is done, read again after a failure,
-and parked on registrar.deadletter with the reason when they cannot be used."""
+"""Consuming messages other services send (training runs, evaluations, commands) and the events
+the relay publishes: bytes as sent, acknowledged only after the work is done, read again after a
+failure, and parked on registrar.deadletter with the reason when they cannot be used."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, TypeVar
 
 from aiokafka import ConsumerRecord
+from faststream import AckPolicy
 from faststream.kafka import KafkaBroker
 from faststream.kafka.annotations import KafkaMessage
 from faststream.message import StreamMessage
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
+from registrar.access.principal import Principal
+from registrar.bus.kafka_broker import UNHURRIED_CONSUMER_TUNING
 from registrar.contracts.codec import dumps
-from registrar.contracts.topics import DEADLETTER
+from registrar.contracts.topics import DEADLETTER, Topic
+from registrar.domain.errors import DomainError
 from registrar.retrying import OUTAGE, Backoff
 
 log = logging.getLogger("registrar.inbound")
@@ -32,6 +36,8 @@ MAX_DEAD_LETTER_BYTES = 256 * 1024
 by a summary that fits: size, and an excerpt of the start."""
 EXCERPT_BYTES = 1024
 MAX_DEAD_LETTER_KEY = 1024
+
+Message = TypeVar("Message", bound=BaseModel)
 
 
 def raw_body(message: StreamMessage[Any]) -> bytes:
@@ -128,3 +134,66 @@ async def dead_letter(
         )
     key = record.key[:MAX_DEAD_LETTER_KEY] if record.key else record.key
     await broker.publish(value, DEADLETTER.name, key=key, headers=headers)
+
+
+def attach_ingest(
+    broker: KafkaBroker,
+    topic: Topic,
+    contract: type[Message],
+    work: Callable[[Message, Principal], Awaitable[object]],
+    about: Callable[[Message], str],
+    *,
+    caller: Principal,
+    group_id: str,
+    logger: logging.Logger,
+    retry_delay_seconds: float = 1.0,
+) -> None:
+    """Consume `topic` on `broker` in consumer group `group_id`: each message's bytes validated
+    as `contract`, then `work` done with it as `caller` (a service principal fixed here, never
+    whoever wrote the message).
+
+    A message is acknowledged (its offset committed) only once done, or once dead-lettered on
+    registrar.deadletter (original bytes, the reason in header `error`, prefixed by `about` the
+    message) because it is not a valid `contract` or the registry refused it (DomainError). Any
+    other failure (the database is down) rewinds to the message and retries it after a pause
+    that doubles up to 30 s.
+    """
+
+    async def consume(body: bytes, record: ConsumerRecord[Any, Any]) -> None:
+        refusal = await _done_or_refusal(body, contract, work, about, caller)
+        if refusal is not None:
+            code, reason = refusal
+            await dead_letter(broker, record, reason, code)
+
+    consume.__name__ = f"ingest_{topic.name.replace('.', '_')}"
+    broker.subscriber(
+        topic.name,
+        **UNHURRIED_CONSUMER_TUNING,
+        group_id=group_id,
+        ack_policy=AckPolicy.MANUAL,
+        # A new group starts at the oldest message: what was sent before Registrar first started
+        # must be recorded too.
+        auto_offset_reset="earliest",
+        decoder=raw_body,
+    )(acknowledged_after(consume, logger, broker, retry_delay_seconds))
+
+
+async def _done_or_refusal(
+    body: bytes,
+    contract: type[Message],
+    work: Callable[[Message, Principal], Awaitable[object]],
+    about: Callable[[Message], str],
+    caller: Principal,
+) -> tuple[str, str] | None:
+    """Do `work` with `body`; None when done, (code, reason) when it must be dead-lettered."""
+    try:
+        message = contract.model_validate_json(body)
+    except ValidationError as invalid:
+        return "invalid", f"not a valid {contract.__name__}: {problems(invalid)}"
+    try:
+        await work(message, caller)
+    except DomainError as refused:
+        return refused.code, f"{about(message)}: {refused.message}"
+    except ValidationError as invalid:
+        return "invalid", f"{about(message)}: {problems(invalid)}"
+    return None

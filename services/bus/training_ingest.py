@@ -6,17 +6,12 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Any
 from uuid import UUID, uuid5
 
-from aiokafka import ConsumerRecord
-from faststream import AckPolicy
 from faststream.kafka import KafkaBroker
-from pydantic import ValidationError
 
 from registrar.access.principal import Principal
-from registrar.bus.inbound import acknowledged_after, dead_letter, problems, raw_body
-from registrar.bus.kafka_broker import UNHURRIED_CONSUMER_TUNING
+from registrar.bus.inbound import attach_ingest
 from registrar.commands.command_handler import CommandMeta
 from registrar.contracts.commands import RegisterModel, RegisterVersion
 from registrar.contracts.identifiers import derived_event_id
@@ -28,7 +23,7 @@ from registrar.contracts.training import (
     TrainingRun,
 )
 from registrar.contracts.values import Role
-from registrar.domain.errors import Conflict, DomainError
+from registrar.domain.errors import Conflict
 from registrar.domain.runs import RunState, decide_run, fold_run, run_stream_id
 from registrar.domain.state import ModelState
 from registrar.registry import Registry
@@ -187,44 +182,21 @@ def attach_training_ingest(
     caller: Principal = INGEST_PRINCIPAL,
     retry_delay_seconds: float = 1.0,
 ) -> None:
-    """Consume `training.completed` on `broker` into `registry`, in consumer group `group_id`.
+    """Consume `training.completed` on `broker` into `registry`, in consumer group `group_id`,
+    recording as `caller`. A message that is not a valid TrainingCompleted, or whose version the
+    registry refuses, is dead-lettered with the reason; see `attach_ingest`."""
 
-    A message is acknowledged (its offset committed) only once ingested, or once dead-lettered on
-    `registrar.deadletter` (original bytes, the reason in header `error`) because it is not a
-    valid TrainingCompleted or the registry refused it. Any other failure (the database is down)
-    rewinds to the message and retries it after a pause that doubles up to 30 s.
-    """
+    async def record(message: TrainingCompleted, as_: Principal) -> None:
+        await ingest(registry, message, as_)
 
-    async def on_training_completed(body: bytes, record: ConsumerRecord[Any, Any]) -> None:
-        refusal = await _ingest_or_refusal(registry, body, caller)
-        if refusal is not None:
-            code, reason = refusal
-            await dead_letter(broker, record, reason, code)
-
-    broker.subscriber(
-        TRAINING_COMPLETED.name,
-        **UNHURRIED_CONSUMER_TUNING,
+    attach_ingest(
+        broker,
+        TRAINING_COMPLETED,
+        TrainingCompleted,
+        record,
+        lambda message: f"run {message.run_id!r}",
+        caller=caller,
         group_id=group_id,
-        ack_policy=AckPolicy.MANUAL,
-        # A new group starts at the oldest message: runs finished before Registrar first
-        # started must be recorded too.
-        auto_offset_reset="earliest",
-        decoder=raw_body,
-    )(acknowledged_after(on_training_completed, log, broker, retry_delay_seconds))
-
-
-async def _ingest_or_refusal(
-    registry: Registry, body: bytes, caller: Principal
-) -> tuple[str, str] | None:
-    """Ingest `body`; None when done, (code, reason) when it must be dead-lettered."""
-    try:
-        completed = TrainingCompleted.model_validate_json(body)
-    except ValidationError as invalid:
-        return "invalid", f"not a valid TrainingCompleted: {problems(invalid)}"
-    try:
-        await ingest(registry, completed, caller)
-    except DomainError as refused:
-        return refused.code, f"run {completed.run_id!r}: {refused.message}"
-    except ValidationError as invalid:
-        return "invalid", f"run {completed.run_id!r}: {problems(invalid)}"
-    return None
+        logger=log,
+        retry_delay_seconds=retry_delay_seconds,
+    )

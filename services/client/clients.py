@@ -6,6 +6,7 @@ from __future__ import annotations
 from registrar.client import (
     access_calls,
     approval_calls,
+    evaluation_calls,
     history_calls,
     model_calls,
     version_calls,
@@ -43,6 +44,11 @@ class Surface:
     delete_version_tag = endpoint(version_calls.delete_version_tag)
     delete_version = endpoint(version_calls.delete_version)
     get_run = endpoint(version_calls.get_run)
+
+    # Evaluations
+    record_evaluation = endpoint(evaluation_calls.record_evaluation)
+    evaluations = endpoint(evaluation_calls.evaluations)
+    get_evaluation = endpoint(evaluation_calls.get_evaluation)
 
     # Transition requests, approvals and promotion policies
     request_transition = endpoint(approval_calls.request_transition)

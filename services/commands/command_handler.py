@@ -16,6 +16,7 @@ from registrar.commands.promotion_policies import PromotionPolicies
 from registrar.contracts.codec import canonical
 from registrar.contracts.commands import (
     REQUEST_COMMANDS,
+    AssessRisk,
     Command,
     RecordEvaluation,
     RegisterModel,
@@ -326,7 +327,8 @@ class CommandHandler:
     async def _context(self, command: Command, meta: CommandMeta) -> DecisionContext:
         """Who asks, and for a move or a request, the policy in force and a new request's id
         (derived from the command id, so a retried command makes the same request)."""
-        moves = isinstance(command, (TransitionStage, SetAlias, *REQUEST_COMMANDS))
+        # AssessRisk reads the governance document's tiers, questionnaire and assessor role.
+        moves = isinstance(command, (TransitionStage, SetAlias, AssessRisk, *REQUEST_COMMANDS))
         # A new request's id, or a new evaluation's: derived from the command id, so a retried
         # command makes the same one.
         names_new = moves or isinstance(command, RecordEvaluation)

@@ -59,6 +59,11 @@ class PromotionPolicies:
     async def current(self) -> PolicySet:
         return (await self.load()).policies
 
+    async def as_of(self, at: datetime) -> PolicySet:
+        """The policy that was in force at `at`."""
+        events = await self.store.read_stream(POLICY_STREAM_ID)
+        return fold_policies(e for e in events if e.recorded_at <= at)
+
     async def apply(
         self, document: PolicyDocument, *, actor: str, role: Role, command_id: UUID
     ) -> tuple[PolicyStream, bool]:

@@ -86,7 +86,7 @@ def test_each_native_route_is_the_action_the_table_names(
         ("DELETE", "registered-models/delete", Action.MANAGE_MODEL),
         ("POST", "registered-models/set-tag", Action.MANAGE_MODEL),
         ("DELETE", "model-versions/delete", Action.MANAGE_MODEL),
-        ("POST", "model-versions/transition-stage", Action.PROMOTE),
+        ("POST", "model-versions/transition-stage", Action.CONTRIBUTE),
         ("POST", "registered-models/alias", Action.PROMOTE),
         ("DELETE", "registered-models/alias", Action.PROMOTE),
     ],

@@ -15,6 +15,7 @@ from registrar.domain.errors import Forbidden, Invalid
 from registrar.domain.policies import (
     NO_POLICIES,
     GateSyntaxError,
+    Target,
     decide_policy,
     evolve_policies,
     parse_gate,
@@ -62,14 +63,14 @@ def _version(**fields: object):  # type: ignore[no-untyped-def]
 
 
 def test_gates_report_the_value_they_saw() -> None:
-    _, version = _version(
+    model, version = _version(
         metrics={"auc": 0.91, "demographic_parity_diff": 0.2},
         datasets=[DatasetRef(name="clicks")],
         digest="sha256:ab",
     )
 
     checks = [
-        parse_gate(text).check(version)
+        parse_gate(text).check(Target(model, version))
         for text in (
             "metrics.auc >= 0.85",
             "metrics.demographic_parity_diff <= 0.1",
@@ -99,7 +100,7 @@ def test_a_card_gate_passes_once_the_field_is_filled_in() -> None:
     after = given(*model_with_versions(1), *events)
     assert after is not None
 
-    check = parse_gate("model_card.intended_use").check(after.versions[1])
+    check = parse_gate("model_card.intended_use").check(Target(after, after.versions[1]))
 
     assert check == GateCheck(
         gate="model_card.intended_use", passed=True, seen="Scoring card payments"

@@ -278,6 +278,12 @@ async def delete_model_version(request: Request) -> JSON:
 
 
 async def transition_model_version_stage(request: Request) -> JSON:
+    """To a stage a promotion policy governs, the move becomes a transition request (the same
+    one as POST /v1/.../transition-requests; a pending one for the move is reused): unless it
+    applied at once, the command handler refuses it with a Conflict naming the request, what it
+    still needs and how to approve it, which MLflow clients get as RESOURCE_CONFLICT (409, not
+    retried). RESOURCE_CONFLICT rather than INVALID_STATE (500 in MLflow's own status table: a
+    server fault) or PERMISSION_DENIED (the caller may ask; the move waits on the approvers)."""
     fields = await Fields.of(request)
     command = TransitionStage(
         name=fields.required("name"),
