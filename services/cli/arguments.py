@@ -8,6 +8,7 @@ from typing import Any, get_args
 
 from registrar import __version__
 from registrar.cli.artifacts import add_artifact_commands
+from registrar.cli.evaluate import add_evaluation_commands
 from registrar.cli.policy import add_policy_commands
 from registrar.cli.tokens import add_token_commands
 from registrar.logs import LogFormat
@@ -88,6 +89,7 @@ def parser() -> argparse.ArgumentParser:
     add_token_commands(commands)
     add_policy_commands(commands)
     add_artifact_commands(commands)
+    add_evaluation_commands(commands)
     audit = commands.add_parser(
         "audit", help="the audit trail: export it; tamper evidence: verify the hash chains"
     )

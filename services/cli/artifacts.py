@@ -9,6 +9,8 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
+from registrar.cli.server_calls import run_with_client
+
 if TYPE_CHECKING:
     from registrar.client import Client
     from registrar.client.artifact_transfers import Progress
@@ -109,20 +111,8 @@ def _progress(label: str) -> Progress:
 
 
 def run_artifacts_command(args: argparse.Namespace) -> int:
-    from registrar.client import Client, ClientError
-
     command = f"registrar artifacts {args.artifacts_command}"
-    try:
-        with Client() as client:
-            return _run(client, args)
-    except ClientError as refused:
-        print(f"{command}: {refused}", file=sys.stderr)
-        for note in getattr(refused, "__notes__", ()):
-            print(f"{command}: {note}", file=sys.stderr)
-        return 1
-    except (ValueError, OSError) as refused:
-        print(f"{command}: {refused}", file=sys.stderr)
-        return 1
+    return run_with_client(command, lambda client: _run(client, args))
 
 
 def _run(client: Client, args: argparse.Namespace) -> int:

@@ -11,6 +11,7 @@ from typing import Any
 
 from registrar.cli.arguments import parser
 from registrar.cli.artifacts import run_artifacts_command
+from registrar.cli.evaluate import run_evaluate_command
 from registrar.logs import configure_logging
 from registrar.projections.catalogue import READ_MODELS
 from registrar.runtime import PROJECTIONS, Roles, run_event_loop, tune_garbage_collector
@@ -457,6 +458,8 @@ def _command(args: argparse.Namespace, settings: Settings) -> int:
         return _lineage(settings, args)
     if args.command == "artifacts":
         return run_artifacts_command(args)
+    if args.command == "evaluate":
+        return run_evaluate_command(args)
     if args.command == "replay":
         return _replay(settings, args)
     if args.command == "asyncapi":
