@@ -3,9 +3,9 @@ promotion gates can require (`model_card.intended_use`) and a rendered model car
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from registrar.contracts.values import Frozen
 
@@ -17,7 +17,6 @@ CARD_FIELDS = (
     "intended_use",
     "limitations",
     "ethical_considerations",
-    "risk_tier",
     "training_data_summary",
     "evaluation_summary",
 )
@@ -30,11 +29,18 @@ class ModelCardPatch(Frozen):
     intended_use: CardText | None = None
     limitations: CardText | None = None
     ethical_considerations: CardText | None = None
-    risk_tier: Annotated[str, Field(max_length=64)] | None = Field(
-        default=None, description='e.g. "minimal", "limited", "high"'
-    )
     training_data_summary: CardText | None = None
     evaluation_summary: CardText | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_free_text_risk(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "risk_tier" in data:
+            raise ValueError(
+                "risk_tier is no longer a card field: assess the model's risk with POST"
+                " /v1/models/{name}/risk-assessment (the card shows the assessed tier)"
+            )
+        return data
 
     def changes(self) -> dict[str, str]:
         """The fields this patch sets, by name."""

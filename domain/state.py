@@ -35,6 +35,7 @@ from registrar.contracts.events import (
     VersionTagSet,
     event_from_payload,
 )
+from registrar.contracts.model_card import CARD_FIELDS
 from registrar.contracts.values import DatasetRef, ParentRef, Stage
 from registrar.domain.transition_requests import REQUEST_EVENTS, Requests, evolve_requests
 
@@ -234,7 +235,8 @@ def evolve(state: ModelState | None, event: Event, at: datetime) -> ModelState |
         case MetricsRecorded(metrics=metrics):
             changed = replace(current, metrics={**current.metrics, **metrics}, updated_at=at)
         case ModelCardUpdated(card=card):
-            filled = {k: v for k, v in {**current.card, **card}.items() if v}
+            # Fields no longer on the card (a free-text risk_tier) stay in the events only.
+            filled = {k: v for k, v in {**current.card, **card}.items() if v and k in CARD_FIELDS}
             changed = replace(current, card=filled, updated_at=at)
         case StageChanged(to_stage=to_stage):
             changed = replace(current, stage=to_stage, updated_at=at)
@@ -264,7 +266,7 @@ def evolve(state: ModelState | None, event: Event, at: datetime) -> ModelState |
     return _with_version(state, changed, at)
 
 
-STATE_SCHEMA = 7
+STATE_SCHEMA = 8
 """Version of ModelState's shape; snapshots of another shape are ignored and rebuilt."""
 
 _state_adapter: TypeAdapter[ModelState] = TypeAdapter(ModelState)

@@ -83,7 +83,7 @@ async def candidate(
         assert created.status_code == 201, created.text
         number = created.json()["version"]
         if card:
-            patch = {"intended_use": "Flag card fraud for review", "risk_tier": "high"}
+            patch = {"intended_use": "Flag card fraud for review"}
             answer = await api.patch(f"/v1/models/{name}/versions/{number}/card", json=patch)
             assert answer.status_code == 200, answer.text
     return name
