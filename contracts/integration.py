@@ -9,6 +9,7 @@ from uuid import UUID
 
 from pydantic import Field
 
+from registrar.contracts.policies import TransitionAuthorization
 from registrar.contracts.values import Frozen, Stage
 
 
@@ -43,5 +44,10 @@ class Promotion(Frozen):
     artifact: Artifact
     actor: str = Field(description="Who made the change")
     approvals: list[Approval] = Field(default_factory=list)
+    authorization: TransitionAuthorization | None = Field(
+        default=None,
+        description="For a move under a promotion policy: the request, policy version, scope,"
+        " every gate with the value it saw, and the approvals",
+    )
     position: int = Field(description="The global position of the event that made the change")
     occurred_at: datetime = Field(description="When the change was recorded (UTC)")

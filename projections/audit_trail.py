@@ -67,6 +67,24 @@ def _pairs(values: Any) -> str:
     return ", ".join(f"{k}={v}" for k, v in values.items()) if isinstance(values, dict) else ""
 
 
+def _allowed_by(authorization: Any) -> str:
+    """What allowed a governed move, in words: the request, policy version and scope, each gate
+    with the value it saw, and who approved."""
+    if not isinstance(authorization, dict):
+        return ""
+    scope = authorization.get("scope")
+    under = f"policy v{authorization.get('policy_version')}" + (f" scope {scope}" if scope else "")
+    gates = "; ".join(
+        f"{g.get('gate')} saw {g.get('seen')!r}" for g in authorization.get("gates") or []
+    )
+    approvers = ", ".join(a.get("by", "?") for a in authorization.get("approvals") or [])
+    return (
+        f", under {under} (request {authorization.get('request_id')})"
+        + (f", gates: {gates}" if gates else "")
+        + (f", approved by {approvers}" if approvers else "")
+    )
+
+
 def _model_summary(kind: str, p: dict[str, Any]) -> str | None:
     version = p.get("version")
     match kind:
@@ -97,10 +115,12 @@ def _model_summary(kind: str, p: dict[str, Any]) -> str | None:
             by = p.get("archived_by_version")
             return f"archived {version} (was {p.get('from_stage')}), replaced by {by}"
         case "StageChanged":
-            return f"moved {version} from {p.get('from_stage')} to {p.get('to_stage')}"
+            moved = f"moved {version} from {p.get('from_stage')} to {p.get('to_stage')}"
+            return moved + _allowed_by(p.get("authorization"))
         case "AliasSet":
             was = p.get("previous_version")
-            return f"set alias {p.get('alias')} → {version}" + (f" (was {was})" if was else "")
+            moved = f"set alias {p.get('alias')} → {version}" + (f" (was {was})" if was else "")
+            return moved + _allowed_by(p.get("authorization"))
         case "AliasDeleted":
             return f"removed alias {p.get('alias')} (was {version})"
         case "VersionDeleted":

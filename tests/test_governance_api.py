@@ -227,6 +227,14 @@ async def test_a_governed_transition_applies_once_the_evidence_is_there(
     assert all(passed for passed, _ in gates.values())
     version = await api.get(f"/v1/models/{name}/versions/1")
     assert version.json()["stage"] == "Production"
+    audit = await api.get(
+        "/v1/audit",
+        params={"model": name, "action": "StageChanged", "min_position": applied["position"]},
+    )
+    [row] = audit.json()["events"]
+    assert f"under policy v{applied['policy_version']} scope high-risk" in row["summary"]
+    assert "compliance.basic-high-risk saw '3 of 3 met'" in row["summary"]
+    assert "approved by ann, bob" in row["summary"]
 
 
 async def test_an_unacceptable_tier_blocks_every_promotion(api: httpx.AsyncClient) -> None:

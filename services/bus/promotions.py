@@ -77,6 +77,7 @@ def promotions_for(envelope: Envelope, state: ModelState) -> list[Promotion]:
             artifact=Artifact(uri=version.source, digest=version.digest),
             actor=envelope.actor,
             approvals=approvals,
+            authorization=event.authorization,
             position=envelope.position,
             occurred_at=envelope.recorded_at,
         )

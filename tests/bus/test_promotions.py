@@ -140,6 +140,7 @@ async def test_a_transition_to_production_publishes_one_promotion(
         "artifact": {"uri": f"s3://models/{name}/run-1/model", "digest": DIGEST},
         "actor": "alice",
         "approvals": [],
+        "authorization": None,
         "position": event.position,
     }
     assert [(p["kind"], p["to_stage"]) for p in published] == [

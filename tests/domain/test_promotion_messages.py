@@ -17,11 +17,13 @@ from registrar.contracts.events import (
     AliasSet,
     Event,
     ModelRenamed,
+    TransitionRequested,
     VersionTagSet,
 )
 from registrar.contracts.identifiers import uuid7
 from registrar.contracts.integration import Promotion
-from registrar.contracts.values import Stage
+from registrar.contracts.policies import ApprovalRecord, GateCheck, TransitionAuthorization
+from registrar.contracts.values import Role, Stage
 from registrar.domain.state import ModelState, fold
 
 DIGEST = "sha256:9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"
@@ -169,6 +171,7 @@ def test_the_message_is_the_documented_json_keyed_by_model_name() -> None:
         "artifact": {"uri": f"s3://models/{NAME}/1", "digest": DIGEST},
         "actor": "alice",
         "approvals": [],
+        "authorization": None,
         "position": envelopes[-1].position,
         "occurred_at": "2024-05-01T12:00:00Z",
     }
@@ -180,3 +183,28 @@ def test_an_event_not_yet_stored_makes_no_promotion() -> None:
     envelope, state = promotions_of(envelopes)[-1]
     with pytest.raises(ValueError, match="no position"):
         promotions_for(envelope.model_copy(update={"position": None}), state)
+
+
+def test_a_governed_promotion_carries_what_allowed_it() -> None:
+    authorization = TransitionAuthorization(
+        request_id="r-1",
+        requested_by="rita",
+        policy_version=4,
+        approvals_required=1,
+        approver_role=Role.APPROVER,
+        gates=[GateCheck(gate="evaluations.fairness", passed=True, seen="e-9")],
+        approvals=[ApprovalRecord(by="ann", at=AT)],
+        scope="high-risk",
+    )
+    move = moved(1, Stage.NONE, Stage.PRODUCTION).model_copy(
+        update={"authorization": authorization}
+    )
+    registered, first, second = history_with_artifact()
+    requested = TransitionRequested(
+        request_id="r-1", version=1, stage=Stage.PRODUCTION, requested_by="rita"
+    )
+
+    [promotion] = all_promotions(stored(registered, first, second, requested, move))
+
+    assert promotion.authorization == authorization
+    assert [a.actor for a in promotion.approvals] == ["ann"]
