@@ -191,9 +191,12 @@ def _token(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _policy(settings: Settings, args: argparse.Namespace) -> int:
-    from registrar.cli.policy import run_policy_command
+    from registrar.cli.policy import example_document, run_policy_command
     from registrar.store.database import registry_database
 
+    if args.policy_command == "example":  # needs no database
+        print(example_document(), end="")
+        return 0
     url, _server = registry_database(settings)
     return run_policy_command(url, args)
 

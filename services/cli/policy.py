@@ -33,6 +33,20 @@ def add_policy_commands(commands: argparse._SubParsersAction[argparse.ArgumentPa
     )
     apply.add_argument("file", type=Path)
     policy_commands.add_parser("show", help="print the policy in force, as JSON")
+    policy_commands.add_parser(
+        "example",
+        help="print an example governance document: the EU AI Act high-risk profile (TOML)",
+    )
+
+
+EXAMPLE = "eu-ai-act-high-risk.toml"
+
+
+def example_document() -> str:
+    """The example governance document shipped with Registrar."""
+    from importlib.resources import files
+
+    return (files("registrar.contracts") / "governance" / EXAMPLE).read_text(encoding="utf-8")
 
 
 def read_policy_file(path: Path) -> PolicyDocument:
