@@ -44,7 +44,8 @@ class Settings(BaseSettings):
     it is always on); "" or "optional" leaves it to the address."""
     ingest_user: Annotated[str, Field(min_length=1, max_length=256)] = "training-ingest"
     """$REGISTRAR_INGEST_USER: the service principal that records `training.completed` runs (and
-    the versions they register); never the message's own say."""
+    the versions they register) and `evaluation.completed` evaluations; never the message's own
+    say."""
     ingest_role: Role = Role.CONTRIBUTOR
     """$REGISTRAR_INGEST_ROLE: that principal's role, contributor or above."""
 

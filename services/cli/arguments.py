@@ -9,6 +9,7 @@ from typing import Any, get_args
 from registrar import __version__
 from registrar.cli.artifacts import add_artifact_commands
 from registrar.cli.evaluate import add_evaluation_commands
+from registrar.cli.model_card import add_card_command
 from registrar.cli.policy import add_policy_commands
 from registrar.cli.tokens import add_token_commands
 from registrar.logs import LogFormat
@@ -83,13 +84,16 @@ def parser() -> argparse.ArgumentParser:
         help=f"which ({', '.join(PROJECTIONS)}); all when none is named",
     )
     commands.add_parser(
-        "ingest", help="consume training.completed and registry.commands into the registry"
+        "ingest",
+        help="consume training.completed, evaluation.completed and registry.commands into the"
+        " registry",
     )
     commands.add_parser("migrate", help="apply the database schema migrations")
     add_token_commands(commands)
     add_policy_commands(commands)
     add_artifact_commands(commands)
     add_evaluation_commands(commands)
+    add_card_command(commands)
     audit = commands.add_parser(
         "audit", help="the audit trail: export it; tamper evidence: verify the hash chains"
     )
