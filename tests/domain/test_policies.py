@@ -3,12 +3,25 @@ evaluated on a version with the value they saw, and applying a policy (admin onl
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 from scenario import given, model_with_versions, version_registered
 
 from registrar.contracts.commands import UpdateModelCard
+from registrar.contracts.events import RiskAssessed
 from registrar.contracts.model_card import ModelCardPatch
-from registrar.contracts.policies import GateCheck, PolicyApplied, PolicyDocument, PolicyRule
+from registrar.contracts.policies import (
+    ComplianceProfile,
+    ComplianceSettings,
+    GateCheck,
+    PolicyApplied,
+    PolicyDocument,
+    PolicyRule,
+    Requirement,
+    Scope,
+    ScopeMatch,
+)
 from registrar.contracts.values import DatasetRef, Role, Stage
 from registrar.domain.decider import decide
 from registrar.domain.errors import Forbidden, Invalid
@@ -20,6 +33,7 @@ from registrar.domain.policies import (
     evolve_policies,
     parse_gate,
 )
+from registrar.domain.state import ModelState
 
 
 def test_a_metric_threshold_is_parsed_into_subject_operator_and_number() -> None:
@@ -152,3 +166,74 @@ def test_a_policy_with_an_unparseable_gate_is_refused_naming_the_gate_and_why() 
     assert "stages.Production.gates[1]" in refused.value.message
     assert "cannot read the comparison" in refused.value.message
     assert "gates[0]" not in refused.value.message
+
+
+def test_risk_and_compliance_gates_read_the_model_and_the_profiles_in_force() -> None:
+    document = PolicyDocument(
+        compliance=ComplianceSettings(
+            profiles=[
+                ComplianceProfile(
+                    name="basic",
+                    requirements=[
+                        Requirement(id="data", title="Data", check="lineage.datasets >= 1"),
+                        Requirement(id="use", title="Use", check="model_card.intended_use"),
+                    ],
+                )
+            ]
+        )
+    )
+    policies = evolve_policies(NO_POLICIES, decide_policy(document, NO_POLICIES, Role.ADMIN)[0])
+    model, version = _version(datasets=[DatasetRef(name="clicks")])
+    assessed = given(
+        *model_with_versions(0),
+        version_registered(1, datasets=[DatasetRef(name="clicks")]),
+        RiskAssessed(
+            tier="high", method="direct", rationale="x", assessed_by="r", policy_version=1
+        ),
+    )
+    assert assessed is not None
+
+    def check(text: str, state: ModelState) -> GateCheck:
+        return parse_gate(text).check(policies.target(state, state.versions[1]))
+
+    assert check("risk.tier", model) == GateCheck(gate="risk.tier", passed=False, seen=None)
+    assert check("risk.tier", assessed) == GateCheck(gate="risk.tier", passed=True, seen="high")
+    assert check("compliance.basic", model) == GateCheck(
+        gate="compliance.basic", passed=False, seen="1 of 2 met"
+    )
+    assert check("compliance.other", model) == GateCheck(
+        gate="compliance.other", passed=False, seen="no such profile in force"
+    )
+
+
+def test_the_first_scope_matching_the_model_and_naming_the_target_decides() -> None:
+    strict = PolicyRule(approvals=3)
+    document = PolicyDocument(
+        stages={Stage.PRODUCTION: PolicyRule(approvals=1)},
+        scopes=[
+            Scope(
+                name="aliases-only",
+                match=ScopeMatch(names=["fraud-*"]),
+                aliases={"champion": PolicyRule(approvals=2)},
+            ),
+            Scope(
+                name="fraud",
+                match=ScopeMatch(names=["fraud-*"], tags={"team": "risk"}),
+                stages={Stage.PRODUCTION: strict},
+            ),
+            Scope(name="anyone", stages={Stage.PRODUCTION: PolicyRule(approvals=5)}),
+        ],
+    )
+    policies = evolve_policies(NO_POLICIES, decide_policy(document, NO_POLICIES, Role.ADMIN)[0])
+    model, _ = _version()
+    tagged = replace(model, tags={"team": "risk"})
+
+    def scope_of(state: ModelState) -> str | None:
+        rule = policies.rule_for(state, Stage.PRODUCTION, None)
+        assert rule is not None
+        return rule.scope
+
+    assert scope_of(tagged) == "fraud"  # "aliases-only" matches but names no stage rule
+    assert scope_of(model) == "anyone"  # the tag is missing: the next scope that matches
+    assert policies.rule_for(model, None, "champion").scope == "aliases-only"  # type: ignore[union-attr]
+    assert policies.rule_for(model, Stage.STAGING, None) is None
