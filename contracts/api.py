@@ -23,6 +23,7 @@ from registrar.contracts.values import (
     ModelName,
     Params,
     ParentRef,
+    ShortText,
     StageName,
     StorableText,
     Tags,
@@ -80,6 +81,10 @@ class CreateVersion(Body):
     parents: list[ParentRef] = Field(default_factory=list, max_length=MAX_REFERENCES)
     tags: Tags = Field(default_factory=dict)
     description: Description = ""
+    model_type: ShortText = Field(
+        default="", description='What kind of model, e.g. "gradient-boosted trees"'
+    )
+    framework: ShortText = Field(default="", description='What built it, e.g. "scikit-learn 1.5"')
 
 
 class UpdateVersion(Body):
@@ -147,6 +152,10 @@ class VersionOut(Answer):
     datasets: list[DatasetRef]
     parents: list[ParentRef]
     description: str
+    model_type: str = Field(
+        default="", description="What kind of model (absent from older servers)"
+    )
+    framework: str = Field(default="", description="What built it (absent from older servers)")
     model_card: dict[str, str] = Field(default_factory=dict, description="Filled-in card fields")
     artifacts: SealedArtifacts | None = Field(
         default=None, description="The version's files in Registrar's artifact store, once sealed"

@@ -28,6 +28,7 @@ from registrar.contracts.values import (
 )
 
 
+    ShortText,
 class RegisterModel(Inbound):
     type: Literal["RegisterModel"] = "RegisterModel"
     name: ModelName
@@ -88,6 +89,10 @@ class UpdateVersionDescription(Inbound):
     version: VersionNumber
     description: Description
 
+    model_type: ShortText = ""
+    """What kind of model it is, e.g. "gradient-boosted trees" ("" for not said)."""
+    framework: ShortText = ""
+    """What it was built with, e.g. "scikit-learn 1.5" ("" for not said)."""
 
 class SetVersionTag(Inbound):
     type: Literal["SetVersionTag"] = "SetVersionTag"

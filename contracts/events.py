@@ -71,6 +71,9 @@ class VersionRegistered(Frozen):
     tags: dict[str, str] = Field(default_factory=dict)
     description: str = ""
 
+    model_type: str = ""
+    framework: str = ""
+    """Both "" in events recorded before versions had them."""
 
 class VersionDescriptionUpdated(Frozen):
     type: Literal["VersionDescriptionUpdated"] = "VersionDescriptionUpdated"

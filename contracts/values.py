@@ -93,6 +93,8 @@ TagValue = Annotated[str, Field(max_length=MAX_TAG_VALUE_LENGTH)]
 Tags = Annotated[dict[str, TagValue], Field(max_length=MAX_TAGS), AfterValidator(_check_tags)]
 AliasName = Annotated[str, AfterValidator(check_alias)]
 Description = Annotated[str, Field(max_length=MAX_DESCRIPTION_LENGTH)]
+ShortText = Annotated[str, Field(max_length=256)]
+"""A short free-text label: a version's model type or framework."""
 VersionNumber = Annotated[int, Field(ge=1)]
 MetricValue = Annotated[float, Field(allow_inf_nan=False)]
 """Finite: JSON has no NaN or infinity, and a metric a gate compares must be a number."""

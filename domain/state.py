@@ -68,6 +68,11 @@ class VersionState:
     """Oldest first; gates read the newest of a kind."""
 
     def newest_evaluation(self, kind: str) -> RecordedEvaluation | None:
+    model_type: str = ""
+    framework: str = ""
+    """What kind of model it is and what built it, as registered ("" when not said)."""
+    deployments: dict[str, Deployment] = field(default_factory=dict)
+    """By environment: this version's status there, as last reported."""
         for evaluation in reversed(self.evaluations):
             if evaluation.kind == kind:
                 return evaluation
@@ -237,6 +242,8 @@ def evolve(state: ModelState | None, event: Event, at: datetime) -> ModelState |
         case ModelCardUpdated(card=card):
             # Fields no longer on the card (a free-text risk_tier) stay in the events only.
             filled = {k: v for k, v in {**current.card, **card}.items() if v and k in CARD_FIELDS}
+                model_type=event.model_type,
+                framework=event.framework,
             changed = replace(current, card=filled, updated_at=at)
         case StageChanged(to_stage=to_stage):
             changed = replace(current, stage=to_stage, updated_at=at)

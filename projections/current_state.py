@@ -71,6 +71,8 @@ def version_view(state: ModelState, version: VersionState) -> dict[str, Any]:
         "datasets": [d.model_dump() for d in version.datasets],
         "parents": [p.model_dump() for p in version.parents],
         "description": version.description,
+        "model_type": version.model_type,
+        "framework": version.framework,
         "model_card": version.card,
         "artifacts": artifacts_view(version),
         "created_at": version.created_at,
@@ -111,6 +113,8 @@ _VERSION_COLUMNS_IN = {
     "datasets": "jsonb",
     "parents": "jsonb",
     "description": "text",
+    "model_type": "text",
+    "framework": "text",
     "model_card": "jsonb",
     "artifacts": "jsonb",
     "created_at": "timestamptz",
@@ -260,7 +264,8 @@ _MODEL_COLUMNS = (
 _VERSION_COLUMNS = (
     "model_name AS model, version, source, run_id, digest, size, stage,"
     " array(SELECT unnest(aliases) ORDER BY 1) AS aliases, tags, metrics, params, datasets,"
-    " parents, description, model_card, artifacts, created_at, updated_at, deleted"
+    " parents, description, model_type, framework, model_card, artifacts, created_at, updated_at,"
+    " deleted"
 )
 
 

@@ -18,6 +18,9 @@ TEXT_STREAMS = {"application/x-ndjson", "text/csv"}
 """The media types the audit export answers with besides JSON."""
 BINARY_STREAMS = {"application/octet-stream", "application/x-tar"}
 """Artifact files, one or a version's as an archive."""
+RENDERED_DOCUMENTS = {"text/markdown", "text/html"}
+"""A model card rendered for people (GET .../card?format=markdown|html): text made from the same
+document its JSON answer holds, so the schema that tells its truth is the JSON one."""
 NOTHING_TO_CONFLICT = {
     "/v1/artifacts/gc",
     "/v1/models/{name}/versions/{version}/compliance/validate",
@@ -74,6 +77,17 @@ async def test_the_audit_export_declares_its_real_media_types(spec: dict[str, An
     audit = spec["paths"]["/v1/audit"]["get"]["responses"]["200"]["content"]
     assert audit["application/json"]["schema"] == {"$ref": "#/components/schemas/AuditPage"}
     assert TEXT_STREAMS <= set(audit)
+
+
+async def test_the_model_card_declares_its_json_document_and_its_renderings(
+    spec: dict[str, Any],
+) -> None:
+    card = spec["paths"]["/v1/models/{name}/versions/{version}/card"]["get"]
+    content = card["responses"]["200"]["content"]
+    assert set(content) == {"application/json"} | RENDERED_DOCUMENTS
+    assert content["application/json"]["schema"] == {
+        "$ref": "#/components/schemas/ModelCardDocument"
+    }
 
 
 def error_ref(response: dict[str, Any]) -> str | None:

@@ -15,6 +15,8 @@ from registrar.api import (
     approval_routes,
     artifact_routes,
     audit_routes,
+    card_routes,
+    deployment_routes,
     evaluation_routes,
     governance_routes,
     history_routes,
@@ -105,6 +107,9 @@ def create_app(
     install_docs(app)
 
     @app.get(
+    app.include_router(card_routes.router)
+    app.include_router(deployment_routes.router)
+    app.include_router(webhook_routes.router)
         "/healthz",
         tags=["health"],
         response_model=Health,

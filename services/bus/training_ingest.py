@@ -148,7 +148,8 @@ async def _record_run(
 
 
 def _version_of(run: TrainingRun, name: str) -> RegisterVersion:
-    """The version a run registers: its artifact, results and inputs, and where it came from."""
+    """The version a run registers: its artifact, results and inputs, what built it, and where
+    it came from. The framework is the version's own field, and stays a tag too, as before."""
     context = {
         "experiment": run.experiment,
         "framework": run.framework,
@@ -168,6 +169,7 @@ def _version_of(run: TrainingRun, name: str) -> RegisterVersion:
         datasets=run.datasets,
         tags={key: value for key, value in context.items() if value},
         description=f"Registered from training run {run.run_id!r}{origin}.",
+        framework=run.framework,
     )
 
 

@@ -13,6 +13,7 @@ from registrar.cli.arguments import parser
 from registrar.cli.artifacts import run_artifacts_command
 from registrar.cli.evaluate import run_evaluate_command
 from registrar.logs import configure_logging
+from registrar.cli.model_card import run_card_command
 from registrar.projections.catalogue import READ_MODELS
 from registrar.runtime import PROJECTIONS, Roles, run_event_loop, tune_garbage_collector
 from registrar.settings import Settings, SettingsError
@@ -465,6 +466,10 @@ def _command(args: argparse.Namespace, settings: Settings) -> int:
         return run_evaluate_command(args)
     if args.command == "replay":
         return _replay(settings, args)
+    if args.command == "card":
+        return run_card_command(args)
+    if args.command == "deployments":
+        return run_deployments_command(args)
     if args.command == "asyncapi":
         return _write_asyncapi(args.file)
     if args.command == "contracts":

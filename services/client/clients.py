@@ -40,6 +40,7 @@ class Surface:
     update_version = endpoint(version_calls.update_version)
     update_model_card = endpoint(version_calls.update_model_card)
     set_stage = endpoint(version_calls.set_stage)
+    model_card = endpoint(version_calls.model_card)
     set_version_tag = endpoint(version_calls.set_version_tag)
     delete_version_tag = endpoint(version_calls.delete_version_tag)
     delete_version = endpoint(version_calls.delete_version)

@@ -25,6 +25,7 @@ from registrar.client.model_calls import MODELS
 from registrar.contracts.api import Deleted, RunWithVersions, VersionOut, VersionPage
 from registrar.contracts.model_card import ModelCardPatch
 from registrar.contracts.values import DatasetRef, ParentRef
+from registrar.contracts.card_document import ModelCardDocument
 
 
 def _versions(model: str) -> str:
@@ -56,12 +57,15 @@ def register_version(
     description: str | None = None,
     idempotency_key: str | UUID | None = None,
 ) -> Call[VersionOut]:
+    model_type: str | None = None,
+    framework: str | None = None,
     """Register the next version of `model` from the artifact at `source`; the answer's
     `version` is its number. Its lineage: the `datasets` it was trained on (DatasetRef, or
     {"name", "version", "uri", "digest"}) and the `parents` it derives from (ParentRef, or
-    {"model", "version", "relation"}). The same `idempotency_key` (a UUID) again, even from
-    another process, registers nothing new and answers with the version registered the first
-    time."""
+    {"model", "version", "relation"}); `model_type` ("gradient-boosted trees") and `framework`
+    ("scikit-learn 1.5") say what it is and what built it. The same `idempotency_key` (a UUID)
+    again, even from another process, registers nothing new and answers with the version
+    registered the first time."""
     body = fields(
         source=source,
         run_id=run_id,
@@ -75,6 +79,8 @@ def register_version(
         description=description,
     )
     return write("POST", _versions(model), VersionOut.model_validate, body, idempotency_key)
+        model_type=model_type,
+        framework=framework,
 
 
 def get_version(model: str, version: int) -> Call[VersionOut]:
@@ -155,6 +161,24 @@ def update_model_card(
 
 def set_stage(
     model: str, version: int, stage: str, archive_existing: bool = False
+def model_card(
+    model: str,
+    version: int,
+    format: Literal["json", "markdown", "html"] = "json",
+    as_of: datetime | str | None = None,
+) -> Call[ModelCardDocument | str]:
+    """The version's model card (as it stood at `as_of`, else now): a ModelCardDocument, every
+    section in order, for "json"; the rendered text for "markdown" or "html" (a standalone
+    page)."""
+    rendered = format != "json"
+
+    def parse(answer: Any) -> ModelCardDocument | str:
+        return str(answer) if rendered else ModelCardDocument.model_validate(answer)
+
+    params = query(format=format, as_of=instant(as_of))
+    return Call("GET", f"{_version(model, version)}/card", parse, params, text=rendered)
+
+
 ) -> Call[VersionOut]:
     """Move the version to `stage` (None, Staging, Production or Archived); `archive_existing`
     moves the stage's other versions to Archived. Conflict if a promotion policy governs the

@@ -100,6 +100,7 @@ async def test_posting_a_training_run_records_the_run_and_registers_a_version_wi
     assert version["digest"] == DIGEST and version["size"] == 48213
     assert version["metrics"] == message["metrics"] and version["params"] == message["params"]
     assert version["datasets"] == message["datasets"]
+    assert version["framework"] == "scikit-learn 1.2.0" and version["model_type"] == ""
     assert version["tags"] == {
         "experiment": "churn",
         "framework": "scikit-learn 1.2.0",
