@@ -11,7 +11,7 @@ from pydantic import ConfigDict, Field, WithJsonSchema
 
 from registrar.contracts.api import Answer
 from registrar.contracts.evaluations import Evaluation
-from registrar.contracts.policies import GateCheck, PolicyRule
+from registrar.contracts.policies import GateCheck, PolicyRule, Rollback
 
 VersionAsText = Annotated[
     int,
@@ -59,6 +59,9 @@ class TransitionRequestOut(Answer):
     gates: list[GateOut] = Field(default_factory=list)
     policy_version: int | None = None
     stale_reasons: list[str] = Field(default_factory=list)
+    rollback: Rollback | None = Field(
+        default=None, description="For a rollback: its reason, and the versions from and to"
+    )
     position: int | None = None
 
 

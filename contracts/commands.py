@@ -243,7 +243,33 @@ class CancelTransition(Inbound):
     comment: Comment = ""
 
 
-REQUEST_COMMANDS = (RequestTransition, ApproveTransition, RejectTransition, CancelTransition)
+REQUEST_COMMANDS = (
+    RequestTransition,
+    RequestRollback,
+    ApproveTransition,
+    RejectTransition,
+    CancelTransition,
+)
+
+
+class RequestRollback(Inbound):
+    """Ask for `stage` or `alias` to go back from the version holding it to its previous holder
+    (or to `to_version`, an earlier holder), as one governed transition, for `reason`."""
+
+    type: Literal["RequestRollback"] = "RequestRollback"
+    name: ModelName
+    stage: StageName | None = None
+    alias: AliasName | None = None
+    to_version: VersionNumber | None = None
+    reason: Annotated[str, Field(min_length=1, max_length=10_000)]
+
+    @model_validator(mode="after")
+    def _one_target_and_a_reason(self) -> RequestRollback:
+        if (self.stage is None) == (self.alias is None):
+            raise ValueError("name exactly one target to roll back: a stage or an alias")
+        if not self.reason.strip():
+            raise ValueError("say why in `reason`: a rollback is recorded with its reason")
+        return self
 
 
 Command = Annotated[
@@ -272,3 +298,4 @@ Command = Annotated[
     | CancelTransition,
     Field(discriminator="type"),
 ]
+    | RequestRollback

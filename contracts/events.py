@@ -10,7 +10,7 @@ from pydantic import Field, TypeAdapter
 
 from registrar.contracts.envelope import Envelope
 from registrar.contracts.evaluations import Evaluation
-from registrar.contracts.policies import TransitionAuthorization
+from registrar.contracts.policies import Rollback, TransitionAuthorization
 from registrar.contracts.values import (
     DatasetRef,
     Frozen,
@@ -200,6 +200,8 @@ class TransitionRejected(Frozen):
     comment: str = ""
 
 
+    rollback: Rollback | None = None
+    """For a rollback: from which holder to which (`version`), and why."""
 class TransitionCancelled(Frozen):
     type: Literal["TransitionCancelled"] = "TransitionCancelled"
     request_id: str

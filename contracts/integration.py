@@ -9,7 +9,7 @@ from uuid import UUID
 
 from pydantic import Field
 
-from registrar.contracts.policies import TransitionAuthorization
+from registrar.contracts.policies import Rollback, TransitionAuthorization
 from registrar.contracts.values import Frozen, Stage
 
 
@@ -37,10 +37,14 @@ class Promotion(Frozen):
     message_id: UUID = Field(description="Stable: the same on every redelivery of this promotion")
     model: str = Field(description="The model's name when the promotion happened")
     version: str = Field(description='The version number, as a string: "3"')
-    kind: Literal["stage", "alias"]
-    from_stage: Stage = Field(description="For an alias move: the version's current stage")
-    to_stage: Stage = Field(description="For an alias move: the version's current stage")
-    alias: str | None = Field(default=None, description="The alias moved (kind alias), else null")
+    kind: Literal["stage", "alias", "alias_removed"] = Field(
+        description='"alias_removed": the alias no longer points to `version` (nor to any)'
+    )
+    from_stage: Stage = Field(description="For an alias move or removal: the version's stage")
+    to_stage: Stage = Field(description="For an alias move or removal: the version's stage")
+    alias: str | None = Field(
+        default=None, description="The alias moved or removed (kinds alias*), else null"
+    )
     artifact: Artifact
     actor: str = Field(description="Who made the change")
     approvals: list[Approval] = Field(default_factory=list)
@@ -48,6 +52,10 @@ class Promotion(Frozen):
         default=None,
         description="For a move under a promotion policy: the request, policy version, scope,"
         " every gate with the value it saw, and the approvals",
+    )
+    rollback: Rollback | None = Field(
+        default=None,
+        description="For a rollback: the reason, and the versions it went back from and to",
     )
     position: int = Field(description="The global position of the event that made the change")
     occurred_at: datetime = Field(description="When the change was recorded (UTC)")

@@ -108,9 +108,20 @@ class RiskSettings(Frozen):
 
 
 class PolicyDocument(Frozen):
+class RollbackRules(Frozen):
+    """The rules of rollbacks, for every model (scopes do not apply to them): a rollback of a
+    stage or alias named here needs its rule here; one not named, the target's promotion rule."""
+
+    stages: dict[StageName, PolicyRule] = Field(
+        default_factory=dict, description="Staging and Production only: the stages rolled back"
+    )
+    aliases: dict[AliasName, PolicyRule] = Field(default_factory=dict)
+
+
     """The governance document: promotion rules (the defaults, and scopes that override them for
-    the models they match), compliance profiles, and risk tiers. Applying one replaces the one
-    before (a stage or alias no rule names is not governed: transitions to it apply directly)."""
+    the models they match), rollback rules, compliance profiles, and risk tiers. Applying one
+    replaces the one before (a stage or alias no rule names is not governed: transitions to it
+    apply directly)."""
 
     stages: dict[StageName, PolicyRule] = Field(default_factory=dict)
     aliases: dict[AliasName, PolicyRule] = Field(default_factory=dict)
@@ -122,6 +133,12 @@ class PolicyDocument(Frozen):
     compliance: ComplianceSettings = Field(default_factory=ComplianceSettings)
     risk: RiskSettings = Field(default_factory=RiskSettings)
 
+    rollbacks: RollbackRules = Field(default_factory=RollbackRules)
+    environments: dict[EnvironmentName, Environment] = Field(
+        default_factory=dict,
+        max_length=100,
+        description="Where deployers report, and the stage or alias each follows (drift)",
+    )
 
 class PolicyApplied(PolicyDocument):
     """A policy became the one in force; `version` counts the policies applied so far."""
@@ -159,6 +176,15 @@ class ApprovalRecord(Frozen):
 
 
 class TransitionAuthorization(Frozen):
+class Rollback(Frozen):
+    """What makes a transition a rollback: its stage or alias goes back from the version holding
+    it to an earlier holder, and why."""
+
+    reason: Annotated[str, Field(min_length=1, max_length=10_000)]
+    from_version: int = Field(description="The version that held the stage or alias")
+    to_version: int = Field(description="The earlier holder it goes back to")
+
+
     """What allowed a governed transition: the request, the policy version, every gate with the
     value it saw, and the approvals that counted."""
 
@@ -170,3 +196,8 @@ class TransitionAuthorization(Frozen):
     gates: list[GateCheck] = Field(default_factory=list)
     approvals: list[ApprovalRecord] = Field(default_factory=list)
     scope: str | None = Field(default=None, description="The scope whose rule applied, if any")
+    rollback: Rollback | None = Field(default=None, description="Set when it was a rollback")
+    rollback_rule: bool = Field(
+        default=False,
+        description="Whether the document's rollback rule applied (else the target's own rule)",
+    )

@@ -1,4 +1,5 @@
-"""Kafka topics: their names, what flows on them, and how many partitions Registrar creates."""
+"""Kafka topics: their names, what flows on them, and how many partitions Registrar creates; and
+the one place a topic's (or consumer group's) full name is made from REGISTRAR_TOPIC_PREFIX."""
 
 from __future__ import annotations
 
@@ -8,8 +9,21 @@ from dataclasses import dataclass
 @dataclass(frozen=True)
 class Topic:
     name: str
+    """Without the prefix: `topic_name` gives the name on the cluster."""
     partitions: int
     summary: str
+
+
+def topic_name(topic: Topic, prefix: str = "") -> str:
+    """`topic`'s name on the cluster: `prefix` (REGISTRAR_TOPIC_PREFIX, e.g. "team-a.") then
+    its name, so several registries share one cluster, each with topics of its own."""
+    return f"{prefix}{topic.name}"
+
+
+def group_name(group: str, prefix: str = "") -> str:
+    """A consumer group's id on the cluster, prefixed like the topics: two registries on one
+    cluster never join each other's groups (nor rebalance each other)."""
+    return f"{prefix}{group}"
 
 
 REGISTRY_EVENTS = Topic(

@@ -18,6 +18,7 @@ from registrar.contracts.commands import (
     ApproveTransition,
     CancelTransition,
     RejectTransition,
+    RequestRollback,
     RequestTransition,
     SetAlias,
     TransitionStage,
@@ -67,6 +68,8 @@ class Standing:
     checks: list[GateCheck]
     missing: list[str]
     scope: str | None = None
+    rollback_rule: bool = False
+    """The document's rollback rule applied (a rollback request whose target it names)."""
 
     @property
     def complete(self) -> bool:
@@ -88,9 +91,17 @@ class RequestDecision:
 
 
 def policy_for(
-    policies: PolicySet, model: ModelState, stage: Stage | None, alias: str | None
+    policies: PolicySet,
+    model: ModelState,
+    stage: Stage | None,
+    alias: str | None,
+    rollback: bool = False,
 ) -> Policy | None:
-    return policies.rule_for(model, stage, alias)
+    return policies.rule_for(model, stage, alias, rollback)
+
+
+def _policy_of(request: TransitionRequest, model: ModelState, policies: PolicySet) -> Policy | None:
+    return policy_for(policies, model, request.stage, request.alias, request.rollback is not None)
 
 
 def governs(command: TransitionStage | SetAlias, model: ModelState, policies: PolicySet) -> bool:
@@ -134,8 +145,11 @@ def standing(request: TransitionRequest, model: ModelState, policies: PolicySet)
     version = model.live_version(request.version)
     checks = policy.check(policies.target(model, version)) if version is not None else []
     under = f" under scope {policy.scope}" if policy.scope else ""
+    under = " under the rollback rule" if policy.rollback else under
     missing += [f"gate {c.gate}{under} (saw {_shown(c.seen)})" for c in checks if not c.passed]
-    return Standing(counted, rule.approvals, rule.approver_role, checks, missing, policy.scope)
+    return Standing(
+        counted, rule.approvals, rule.approver_role, checks, missing, policy.scope, policy.rollback
+    )
 
 
 def _shown(seen: int | float | str | None) -> str:
@@ -160,14 +174,17 @@ def _applying(
             approvals=[ApprovalRecord(by=a.by, at=a.at, comment=a.comment) for a in now.counted],
             scope=now.scope,
         ),
+            rollback=request.rollback,
+            rollback_rule=now.rollback_rule,
     )
 
 
 def latest_request(
-    model: ModelState, version: int, stage: Stage | None, alias: str | None
+    model: ModelState, version: int, stage: Stage | None, alias: str | None, rollback: bool = False
 ) -> TransitionRequest | None:
-    """The newest request for that move (requests are kept in the order they were made)."""
-    found = [r for r in model.requests.values() if r.aims_at(version, stage, alias)]
+    """The newest request for that move, or rollback (requests are kept in the order they were
+    made)."""
+    found = [r for r in model.requests.values() if r.aims_at(version, stage, alias, rollback)]
     return found[-1] if found else None
 
 
@@ -208,12 +225,13 @@ def request_transition(
     return RequestDecision([requested], _applying(request, model, context))
 
 
-def _refuse_unless_mover_where_ungoverned(
-    command: RequestTransition, model: ModelState, context: DecisionContext
+def refuse_unless_mover_where_ungoverned(
+    command: RequestTransition | RequestRollback, model: ModelState, context: DecisionContext
 ) -> None:
     """A request for a target no policy governs applies at once, so it needs what the direct move
     needs: a request never does more than its requester could do."""
-    if policy_for(context.policies, model, command.stage, command.alias) is not None:
+    rollback = isinstance(command, RequestRollback)
+    if policy_for(context.policies, model, command.stage, command.alias, rollback) is not None:
         return
     if context.role.includes(MOVER_ROLE):
         return

@@ -19,6 +19,8 @@ from registrar.contracts.commands import (
     RegisterVersion,
     RejectTransition,
     RenameModel,
+    ReportDeployment,
+    RequestRollback,
     RequestTransition,
     SealArtifacts,
     SetAlias,
@@ -74,6 +76,7 @@ from registrar.domain.errors import (
 from registrar.domain.fairness import group_figures, summary
 from registrar.domain.risk import assess_risk, refuse_if_blocked
 from registrar.domain.sources import registry_source, source_problem
+from registrar.domain.rollbacks import request_rollback, rollback_moves
 from registrar.domain.state import ModelState, VersionState
 
 _ARCHIVABLE_TARGETS = (Stage.STAGING, Stage.PRODUCTION)
@@ -95,7 +98,7 @@ def decide(
     if isinstance(command, RegisterModel):
         return _register_model(command, state, new_model_id)
     model = _existing_model(command.name, state)
-    if isinstance(command, TransitionStage | SetAlias | RequestTransition):
+    if isinstance(command, TransitionStage | SetAlias | RequestTransition | RequestRollback):
         stage = None if isinstance(command, SetAlias) else command.stage
         alias = None if isinstance(command, TransitionStage) else command.alias
         refuse_if_blocked(model, context.policies.risk, stage, alias)
@@ -170,6 +173,8 @@ def decide(
             return _decided(approve(command, model, context), model, context)
         case RejectTransition():
             return reject(command, model, context)
+        case RequestRollback():
+            return _decided(request_rollback(command, model, context), model, context)
         case CancelTransition():
             return cancel(command, model, context)
         case TransitionStage():
@@ -363,6 +368,8 @@ def _decided(decision: RequestDecision, model: ModelState, context: DecisionCont
         _live_version(model, request.version)
         previous = model.aliases.get(request.alias)
         move: Event = AliasSet(
+    if request.rollback is not None:
+        return [*decision.events, *rollback_moves(request, authorization, model)]
             alias=request.alias,
             version=request.version,
             previous_version=previous,

@@ -215,15 +215,16 @@ def _read(subject: str, target: Target) -> int | float | str | None:
 @dataclass(frozen=True, slots=True)
 class Policy:
     """The rule for one stage or alias, with its gates parsed; `scope` names the scope it comes
-    from (None: the document's default rule)."""
+    from (None: the document's default rule); `rollback`: it is the document's rollback rule."""
 
     rule: PolicyRule
     gates: tuple[Gate, ...]
     scope: str | None = None
 
+    rollback: bool = False
     @classmethod
-    def of(cls, rule: PolicyRule, scope: str | None = None) -> Policy:
-        return cls(rule, tuple(parse_gate(gate) for gate in rule.gates), scope)
+    def of(cls, rule: PolicyRule, scope: str | None = None, rollback: bool = False) -> Policy:
+        return cls(rule, tuple(parse_gate(gate) for gate in rule.gates), scope, rollback)
 
     def check(self, target: Target) -> list[GateCheck]:
         return [gate.check(target) for gate in self.gates]
@@ -256,6 +257,8 @@ class PolicySet:
     profiles: dict[str, tuple[tuple[Requirement, Gate], ...]] = field(default_factory=dict)
     source: PolicyDocument = field(default_factory=PolicyDocument)
 
+    rollback_stages: dict[Stage, Policy] = field(default_factory=dict)
+    rollback_aliases: dict[str, Policy] = field(default_factory=dict)
     @property
     def risk(self) -> RiskSettings:
         return self.source.risk
@@ -267,10 +270,24 @@ class PolicySet:
         return self.rule_for(model, None, alias)
 
     def rule_for(
-        self, model: ModelState | None, stage: Stage | None, alias: str | None
+        self,
+        model: ModelState | None,
+        stage: Stage | None,
+        alias: str | None,
+        rollback: bool = False,
     ) -> Policy | None:
-        """The rule for a move of `model`: the first scope (in the document's order) that
-        matches the model and names the target; else the default rule; None: not governed."""
+        """The rule for a move of `model`: for a rollback, the document's rollback rule for the
+        target if it has one (for every model: scopes do not apply to it); else the first scope
+        (in the document's order) that matches the model and names the target; else the default
+        rule; None: not governed."""
+        if rollback:
+            found = (
+                self.rollback_stages.get(stage)
+                if stage is not None
+                else self.rollback_aliases.get(alias or "")
+            )
+            if found is not None:
+                return found
         for scoped in self.scopes if model is not None else ():
             found = scoped.stages.get(stage) if stage is not None else scoped.aliases.get(alias)
             if found is not None and scoped.matches(model):  # type: ignore[arg-type]
@@ -310,6 +327,14 @@ def policies_of(document: PolicyDocument, version: int) -> PolicySet:
         profiles={p.name: _profile(p) for p in document.compliance.profiles},
         source=PolicyDocument.model_validate(document.model_dump(exclude={"type", "version"})),
     )
+        rollback_stages={
+            stage: Policy.of(rule, rollback=True)
+            for stage, rule in document.rollbacks.stages.items()
+        },
+        rollback_aliases={
+            alias: Policy.of(rule, rollback=True)
+            for alias, rule in document.rollbacks.aliases.items()
+        },
 
 
 def evolve_policies(_: PolicySet, event: PolicyApplied) -> PolicySet:
@@ -361,9 +386,17 @@ def document_problems(document: PolicyDocument) -> list[str]:
                 )
 
     rules = [
+    rollbacks = document.rollbacks
         *((f"stages.{stage.value}", rule) for stage, rule in document.stages.items()),
         *((f"aliases.{alias}", rule) for alias, rule in document.aliases.items()),
     ]
+        *((f"rollbacks.stages.{stage.value}", rule) for stage, rule in rollbacks.stages.items()),
+        *((f"rollbacks.aliases.{alias}", rule) for alias, rule in rollbacks.aliases.items()),
+    ]
+    problems += [
+        f"rollbacks.stages.{stage.value}: only Staging and Production are rolled back"
+        for stage in rollbacks.stages
+        if stage not in HELD_STAGES
     for index, scope in enumerate(document.scopes):
         here = f"scopes[{index}] ({scope.name})"
         rules += [(f"{here}.stages.{s.value}", rule) for s, rule in scope.stages.items()]

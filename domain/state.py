@@ -37,6 +37,7 @@ from registrar.contracts.events import (
 )
 from registrar.contracts.model_card import CARD_FIELDS
 from registrar.contracts.values import DatasetRef, ParentRef, Stage
+from registrar.contracts.policies import Rollback
 from registrar.domain.transition_requests import REQUEST_EVENTS, Requests, evolve_requests
 
 
@@ -147,6 +148,13 @@ class ModelState:
         return sorted(alias for alias, held_by in self.aliases.items() if held_by == number)
 
 
+    stage_holders: dict[Stage, tuple[int, ...]] = field(default_factory=dict)
+    """Per stage of HELD_STAGES, the versions that entered it, oldest first; a rollback drops
+    those after the version it goes back to (registrar.domain.rollbacks reads these)."""
+    alias_holders: dict[str, tuple[int, ...]] = field(default_factory=dict)
+    """Per alias, the versions it was set to, oldest first; likewise cut back by a rollback."""
+    serving: dict[str, int] = field(default_factory=dict)
+    """By environment: the version serving there, as reported (one at most)."""
 _MODEL_CHANGES = (
     ModelDescriptionUpdated,
     ModelRenamed,
@@ -248,6 +256,8 @@ def evolve(state: ModelState | None, event: Event, at: datetime) -> ModelState |
         case StageChanged(to_stage=to_stage):
             changed = replace(current, stage=to_stage, updated_at=at)
         case EvaluationRecorded():
+    if isinstance(event, StageChanged | AliasSet):
+        state = _with_holders(state, event)
             facts = event.model_dump(exclude={"type", "version"})
             recorded = RecordedEvaluation(Evaluation.model_validate(facts), at)
             changed = replace(current, evaluations=(*current.evaluations, recorded), updated_at=at)
@@ -273,7 +283,64 @@ def evolve(state: ModelState | None, event: Event, at: datetime) -> ModelState |
     return _with_version(state, changed, at)
 
 
-STATE_SCHEMA = 8
+def _with_deployment(state: ModelState, event: DeploymentReported, at: datetime) -> ModelState:
+    """The state after a deployment report: the version's status in the environment, the
+    environment's serving version, and the version it replaced there retired."""
+    where, serving = event.environment, dict(state.serving)
+    changed: list[VersionState] = []
+    reported = state.versions[event.version]
+    before = reported.deployments.get(where)
+    since = before.since if before is not None and before.status == event.status else at
+    status = Deployment(
+        event.status, since, at, event.deployer, event.report_id, event.endpoint, event.message
+    )
+    changed.append(replace(reported, deployments={**reported.deployments, where: status}))
+    replaced = state.versions.get(event.replaced_version or 0)
+    if replaced is not None:
+        was = replaced.deployments.get(where)
+        endpoint = was.endpoint if was is not None else ""
+        retired = Deployment("retired", at, at, event.deployer, event.report_id, endpoint)
+        retired = replace(retired, replaced_by=event.version)
+        changed.append(replace(replaced, deployments={**replaced.deployments, where: retired}))
+    if event.status == "serving":
+        serving[where] = event.version
+    elif serving.get(where) == event.version:
+        del serving[where]
+    state = replace(state, serving=serving)
+    for version in changed:  # a version's own updated_at (MLflow's) is not a deployment's
+        state = _with_version(state, version, at)
+    return state
+
+
+HELD_STAGES = (Stage.STAGING, Stage.PRODUCTION)
+"""The stages whose past holders are kept (ModelState.stage_holders): those rolled back."""
+
+
+def _with_holders(state: ModelState, event: StageChanged | AliasSet) -> ModelState:
+    """The holder histories after `event`: the version it moves in joins its stage's or alias's;
+    a rollback instead cuts the history back to the version it returns to."""
+    rollback = event.authorization.rollback if event.authorization is not None else None
+    if isinstance(event, AliasSet):
+        history = _held(state.alias_holders.get(event.alias, ()), event.version, rollback)
+        return replace(state, alias_holders={**state.alias_holders, event.alias: history})
+    stage = event.to_stage
+    if rollback is not None and event.version != rollback.to_version:
+        # The rollback took the current holder out of a stage the earlier one still held.
+        stage = event.from_stage
+    if stage not in HELD_STAGES:
+        return state
+    history = _held(state.stage_holders.get(stage, ()), event.version, rollback)
+    return replace(state, stage_holders={**state.stage_holders, stage: history})
+
+
+def _held(history: tuple[int, ...], version: int, rollback: Rollback | None) -> tuple[int, ...]:
+    if rollback is not None and rollback.to_version in history:
+        last = len(history) - 1 - history[::-1].index(rollback.to_version)
+        return history[: last + 1]
+    return (*history, version) if rollback is None or version == rollback.to_version else history
+
+
+STATE_SCHEMA = 11
 """Version of ModelState's shape; snapshots of another shape are ignored and rebuilt."""
 
 _state_adapter: TypeAdapter[ModelState] = TypeAdapter(ModelState)

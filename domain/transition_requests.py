@@ -17,7 +17,7 @@ from registrar.contracts.events import (
     TransitionRequested,
     TransitionRequestStale,
 )
-from registrar.contracts.policies import TransitionAuthorization
+from registrar.contracts.policies import Rollback, TransitionAuthorization
 from registrar.contracts.values import Stage
 
 RequestState = Literal["pending", "applied", "rejected", "cancelled"]
@@ -57,13 +57,19 @@ class TransitionRequest:
     stale_reasons: tuple[str, ...] = ()
     authorization: TransitionAuthorization | None = None
     """Once applied: what allowed it (policy version, every gate with the value it saw)."""
+    rollback: Rollback | None = None
+    """Set for a rollback (registrar.domain.rollbacks): from which holder, and why."""
 
     @property
     def target(self) -> str:
         return f"stage {self.stage.value}" if self.stage is not None else f"alias {self.alias!r}"
 
-    def aims_at(self, version: int, stage: Stage | None, alias: str | None) -> bool:
-        return (self.version, self.stage, self.alias) == (version, stage, alias)
+    def aims_at(
+        self, version: int, stage: Stage | None, alias: str | None, rollback: bool = False
+    ) -> bool:
+        """Whether it asks for that move (a rollback, or a promotion: never both)."""
+        moves = (self.version, self.stage, self.alias) == (version, stage, alias)
+        return moves and (self.rollback is not None) == rollback
 
     @classmethod
     def opened_by(cls, event: TransitionRequested, at: datetime) -> TransitionRequest:
@@ -78,6 +84,7 @@ class TransitionRequest:
             comment=event.comment,
             created_at=at,
             updated_at=at,
+            rollback=event.rollback,
         )
 
 

@@ -74,6 +74,7 @@ def _allowed_by(authorization: Any) -> str:
         return ""
     scope = authorization.get("scope")
     under = f"policy v{authorization.get('policy_version')}" + (f" scope {scope}" if scope else "")
+    under += " rollback rule" if authorization.get("rollback_rule") else ""
     gates = "; ".join(
         f"{g.get('gate')} saw {g.get('seen')!r}" for g in authorization.get("gates") or []
     )
@@ -85,9 +86,36 @@ def _allowed_by(authorization: Any) -> str:
     )
 
 
+def _rollback_of(payload: dict[str, Any]) -> dict[str, Any] | None:
+    """The rollback a move or request was (its reason, from and to versions), if it was one."""
+    authorization = payload.get("authorization")
+    found = authorization.get("rollback") if isinstance(authorization, dict) else None
+    found = payload.get("rollback") if found is None else found
+    return found if isinstance(found, dict) else None
+
+
+def _rolled_back(kind: str, p: dict[str, Any], rollback: dict[str, Any]) -> str:
+    """A rollback's move (or request) in words: what went back to which version, from which."""
+    to = rollback.get("to_version")
+    if p.get("alias"):
+        target = f"alias {p['alias']}"
+    elif kind == "StageChanged" and p.get("version") != to:  # the holder left, the earlier stayed
+        target = str(p.get("from_stage"))
+    else:
+        target = str(p.get("to_stage") or p.get("stage"))
+    was, reason = rollback.get("from_version"), rollback.get("reason")
+    said = f"{target} to version {to} (was {was}): {reason}"
+    if kind == "TransitionRequested":
+        return f"requested rolling back {said} (request {p.get('request_id')})"
+    return f"rolled back {said}" + _allowed_by(p.get("authorization"))
+
+
 def _model_summary(kind: str, p: dict[str, Any]) -> str | None:
     version = p.get("version")
+    rollback = _rollback_of(p)
     match kind:
+        case "StageChanged" | "AliasSet" | "TransitionRequested" if rollback is not None:
+            return _rolled_back(kind, p, rollback)
         case "ModelRegistered":
             return f"registered model {p.get('name')}"
         case "ModelDescriptionUpdated":
@@ -219,8 +247,13 @@ def audit_row(envelope: Envelope, model: str | None, model_id: str | None) -> di
         "model": model,
         "model_id": model_id,
         "version": _int_or_none(payload.get("version")),
+def _rollback_reason(payload: dict[str, Any]) -> Any:
+    rollback = _rollback_of(payload)
+    return rollback.get("reason") if rollback is not None else None
+
+
         "summary": summary_of(envelope.type, payload),
-        "reason": _str_or_none(payload.get("reason")) if refused else None,
+        "reason": _str_or_none(payload.get("reason") if refused else _rollback_reason(payload)),
         "correlation_id": envelope.correlation_id,
         "causation_id": envelope.causation_id,
         "event_id": envelope.event_id,

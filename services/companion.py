@@ -38,6 +38,7 @@ class CompanionConfig:
     ingest_role: str
     log_level: str
     log_format: str
+    topic_prefix: str = ""
 
 
 def start_companion(config: CompanionConfig) -> BaseProcess:
@@ -101,5 +102,6 @@ def _main(fields: dict[str, Any], parent: int) -> None:
             config.kafka_bootstrap,
             auth_required=config.auth_required,
             ingest_as=Principal(config.ingest_user, Role(config.ingest_role)),
+            topic_prefix=config.topic_prefix,
         )
     )

@@ -80,20 +80,23 @@ def _consumers(
     guard: AccessGuard | None,
     ingest_as: Principal,
 ) -> list[KafkaBroker]:
+    prefix: str = "",
     """One Kafka connection per consumer: FastStream starts a connection's subscribers one after
     another, each waiting for its group to settle (seconds), so separate ones start together.
     `guard`: authentication is on for commands; `ingest_as`: who records training runs and
-    evaluations."""
+    evaluations; `prefix`: REGISTRAR_TOPIC_PREFIX, for every topic and consumer group."""
     store = registry.store
     attachers: list[Callable[[KafkaBroker], None]] = []
     for name in roles.projections:
         if name == "promotions":
             from registrar.bus.promotions import attach_promotions
 
-            attachers.append(lambda kafka: attach_promotions(kafka, store))
+            attachers.append(lambda kafka: attach_promotions(kafka, store, prefix=prefix))
         elif name in READ_MODELS:
             projection = read_model(name, store)
-            attachers.append(lambda kafka, p=projection: attach_projection(kafka, store, p))
+            attachers.append(
+                lambda kafka, p=projection: attach_projection(kafka, store, p, prefix=prefix)
+            )
         else:
             raise ValueError(f"unknown projection {name!r}: choose from {', '.join(PROJECTIONS)}")
     if roles.ingest:
@@ -101,9 +104,17 @@ def _consumers(
         from registrar.bus.evaluation_ingest import attach_evaluation_ingest
         from registrar.bus.training_ingest import attach_training_ingest
 
-        attachers.append(lambda kafka: attach_training_ingest(kafka, registry, caller=ingest_as))
-        attachers.append(lambda kafka: attach_evaluation_ingest(kafka, registry, caller=ingest_as))
-        attachers.append(lambda kafka: attach_command_bus(kafka, registry, guard=guard))
+        attachers.append(
+            lambda kafka: attach_training_ingest(kafka, registry, caller=ingest_as, prefix=prefix)
+        )
+        attachers.append(
+            lambda kafka: attach_evaluation_ingest(kafka, registry, caller=ingest_as, prefix=prefix)
+        )
+        attachers.append(
+            lambda kafka: attach_command_bus(kafka, registry, guard=guard, prefix=prefix)
+        )
+        # As its own service principal (deployer), not `ingest_as`: see deployment_ingest.
+        attachers.append(lambda kafka: attach_deployment_ingest(kafka, registry, prefix=prefix))
     consumers = []
     for attach in attachers:
         kafka = KafkaBroker(bootstrap, client_id="registrar", logger=consumers_log)
@@ -127,10 +138,11 @@ async def run(
     blobs: BlobStore | None = None,
 ) -> None:
     """Run `roles` until SIGINT or SIGTERM, then stop them all, newest first. `auth_required`:
+    topic_prefix: str = "",
     the API and the Kafka command bus need tokens; `ingest_as`: the service principal that
     records training runs and evaluations; `beside`: more work that runs until the stop (one
     that ends, ends the process, as a role would); `blobs`: the artifact store's files, for the
-    API."""
+    API; `topic_prefix`: REGISTRAR_TOPIC_PREFIX, before every topic and consumer group."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
@@ -147,12 +159,14 @@ async def run(
             await access.enter_async_context(guard.running(registry))
         if kafka_bootstrap:
             await wait_for_broker(kafka_bootstrap)
-            await ensure_topics(kafka_bootstrap)
+            await ensure_topics(kafka_bootstrap, prefix=topic_prefix)
             if roles.relay:
-                relay = Relay(registry.store, kafka_bootstrap)
+                relay = Relay(registry.store, kafka_bootstrap, topic_prefix=topic_prefix)
                 registry.on_append.append(relay.wake)
                 process.tasks.append(asyncio.create_task(relay.run(), name="relay"))
-            process.consumers = _consumers(kafka_bootstrap, registry, roles, guard, ingest_as)
+            process.consumers = _consumers(
+                kafka_bootstrap, registry, roles, guard, ingest_as, topic_prefix
+            )
         else:  # no bus: these read models follow the store in this process
             process.tasks += registry.start_projectors(roles.follow)
         if process.consumers:

@@ -49,6 +49,30 @@ class Settings(BaseSettings):
     ingest_role: Role = Role.CONTRIBUTOR
     """$REGISTRAR_INGEST_ROLE: that principal's role, contributor or above."""
 
+    topic_prefix: str = ""
+    """$REGISTRAR_TOPIC_PREFIX, e.g. "team-a.": put as is before every topic's name and every
+    consumer group's id, so several registries share one Kafka cluster."""
+    webhooks_allow_private: bool = False
+    """$REGISTRAR_WEBHOOKS_ALLOW_PRIVATE: webhooks may target loopback, private, link-local and
+    other non-public addresses (refused otherwise, when created and at every delivery)."""
+    webhooks_secret_key: SecretStr | None = None
+    """$REGISTRAR_WEBHOOKS_SECRET_KEY: the Fernet key webhook secrets are encrypted with; unset,
+    one is made in $REGISTRAR_HOME/webhook-secret.key (API replicas must share one key)."""
+    webhooks_max_failures: Annotated[int, Field(ge=1, le=10_000)] = 20
+    """$REGISTRAR_WEBHOOKS_MAX_FAILURES: consecutive failed attempts that disable a webhook."""
+    webhooks_max_attempts: Annotated[int, Field(ge=1, le=1000)] = 30
+    """$REGISTRAR_WEBHOOKS_MAX_ATTEMPTS: attempts of one delivery before it is given up."""
+    webhooks_timeout_seconds: Annotated[float, Field(gt=0, le=300)] = 10.0
+    """$REGISTRAR_WEBHOOKS_TIMEOUT_SECONDS: how long a receiver has to answer an attempt."""
+    webhooks_max_in_flight: Annotated[int, Field(ge=1, le=64)] = 4
+    """$REGISTRAR_WEBHOOKS_MAX_IN_FLIGHT: deliveries of one webhook sent at once."""
+    webhooks_retry_max_seconds: Annotated[float, Field(ge=1, le=86_400)] = 600.0
+    """$REGISTRAR_WEBHOOKS_RETRY_MAX_SECONDS: the longest pause between retries (from 1 s,
+    doubling, with jitter)."""
+    ui_session_key: SecretStr | None = None
+    """$REGISTRAR_UI_SESSION_KEY: the Fernet key the web UI's session cookies are sealed with
+    (API replicas must share one); unset, each process makes its own, and its sessions end with
+    it."""
     @field_validator("home")
     @classmethod
     def _absolute(cls, home: Path) -> Path:
@@ -80,6 +104,16 @@ class Settings(BaseSettings):
         return role
 
     @classmethod
+    @field_validator("topic_prefix")
+    @classmethod
+    def _topic_characters(cls, prefix: str) -> str:
+        if not re.fullmatch(r"[A-Za-z0-9._-]{0,100}", prefix):
+            raise ValueError(
+                "use at most 100 letters, digits, '.', '_' and '-' (the characters of Kafka topic"
+                " names), e.g. team-a."
+            )
+        return prefix
+
     def from_env(cls) -> Settings:
         """The settings of this process's environment; SettingsError says what is wrong."""
         try:

@@ -101,6 +101,8 @@ _NATIVE_WRITES: list[tuple[frozenset[str], re.Pattern[str], Action]] = [
 
 _MLFLOW_MANAGE = frozenset(
     {
+        # A rollback is a request too: the policy's rollback (or promotion) rule says who approves.
+        ("POST", rf"/v1/models/{_NAME}/rollback", Action.CONTRIBUTE),
         "registered-models/update",
         "registered-models/rename",
         "registered-models/delete",
@@ -149,6 +151,7 @@ def command_requirement(command: c.Command) -> Requirement:
     action as the route that issues it over HTTP, on the model it names."""
     return Requirement(_COMMAND_ACTIONS[type(command)], command.name)
 
+    c.RequestRollback: Action.CONTRIBUTE,
 
 def is_mlflow_path(path: str) -> bool:
     return path.startswith(MLFLOW_PREFIXES)

@@ -1,6 +1,6 @@
-"""/v1 transition requests, approvals and promotion policies: request a move, approve / reject /
-cancel it, read a request (from its model's stream: strongly consistent), list requests (from
-the approvals projection), and read or apply the promotion policy (admins only)."""
+"""/v1 transition requests, approvals and promotion policies: request a move or a rollback,
+approve / reject / cancel it, read a request (from its model's stream: strongly consistent), list
+requests (from the approvals projection), and read or apply the promotion policy (admins only)."""
 
 from __future__ import annotations
 
@@ -25,6 +25,7 @@ from registrar.contracts.commands import (
     CancelTransition,
     Comment,
     RejectTransition,
+    RequestRollback,
     RequestTransition,
 )
 from registrar.contracts.events import TransitionRequested
@@ -58,6 +59,25 @@ class TransitionRequestBody(Body):
         return self
 
 
+class RollbackBody(Body):
+    stage: StageName | None = None
+    alias: AliasName | None = None
+    reason: Annotated[str, Field(min_length=1, max_length=10_000)] = Field(
+        description="Why: recorded on the request, the move, the audit trail and the promotion"
+    )
+    to_version: VersionNumber | None = Field(
+        default=None, description="An earlier holder to go back to (default: the previous one)"
+    )
+
+    @model_validator(mode="after")
+    def _one_target_and_a_reason(self) -> RollbackBody:
+        if (self.stage is None) == (self.alias is None):
+            raise ValueError("name exactly one target to roll back: stage or alias")
+        if not self.reason.strip():
+            raise ValueError("say why in `reason`: a rollback is recorded with its reason")
+        return self
+
+
 class CommentBody(Body):
     comment: Comment = ""
 
@@ -84,6 +104,7 @@ def request_view(
         "gates": gates,
         "policy_version": policy_version,
         "stale_reasons": list(request.stale_reasons),
+        "rollback": request.rollback.model_dump() if request.rollback is not None else None,
     }
 
 
@@ -116,6 +137,25 @@ async def request_transition(
     else:  # one was pending for this move already: it was looked at again
         found = latest_request(outcome.state, version, body.stage, body.alias)  # type: ignore[assignment]
         assert found is not None
+    return await _answer(registry_of(request), outcome, found, 201 if created else 200)
+
+
+@router.post(
+    "/v1/models/{name}/rollback",
+    status_code=201,
+    response_model=TransitionRequestOut,
+    summary="Roll a stage or alias back to its previous holder (or an earlier one named), as one"
+    " governed transition: applied at once if nothing is missing",
+    responses=refusals(404, 409),
+)
+async def request_rollback(name: NamePath, body: RollbackBody, request: Request) -> JSON:
+    outcome = await handle(request, RequestRollback(name=name, **dict(body)))
+    created = [e for e in outcome.events if e.type == TransitionRequested.__name__]
+    if created:
+        found = outcome.state.requests[str(created[0].payload["request_id"])]
+    else:  # the same rollback was pending already: it was looked at again
+        pending = [r for r in outcome.state.requests.values() if r.rollback is not None]
+        found = next(r for r in reversed(pending) if (r.stage, r.alias) == (body.stage, body.alias))
     return await _answer(registry_of(request), outcome, found, 201 if created else 200)
 
 

@@ -28,6 +28,7 @@ from registrar.contracts.topics import (
     Topic,
 )
 from registrar.contracts.training import TrainingCompleted
+    topic_name,
 
 _AS_INGEST_PRINCIPAL = (
     "registrar ingest, recording as its configured service principal"
@@ -67,7 +68,8 @@ def _declared(model: type[BaseModel]) -> Any:
     return payload
 
 
-def specification(version: str) -> AsyncAPI:
+def specification(version: str, prefix: str = "") -> AsyncAPI:
+    """The document of the topics as named under `prefix` (REGISTRAR_TOPIC_PREFIX)."""
     broker = KafkaBroker("kafka:9092", description="Apache Kafka, or any Kafka-protocol broker")
     for topic, model, who in CONSUMED:
         broker.subscriber(
@@ -80,9 +82,11 @@ def specification(version: str) -> AsyncAPI:
             description=f"{topic.summary} By: {who}.",
             schema=payload,
         )
+        name = topic_name(topic, prefix)
     return AsyncAPI(
         broker,
         title="Registrar",
         version=version,
+        name = topic_name(topic, prefix)
         description="The topics of Registrar, an event-sourced ML model registry.",
     )

@@ -64,7 +64,7 @@ from registrar.contracts.command_messages import (
     CommandMessage,
     CommandResult,
 )
-from registrar.contracts.topics import COMMAND_RESULTS, REGISTRY_COMMANDS
+from registrar.contracts.topics import COMMAND_RESULTS, REGISTRY_COMMANDS, group_name, topic_name
 from registrar.contracts.values import Role
 from registrar.domain.errors import DomainError
 from registrar.registry import Registry
@@ -178,11 +178,15 @@ def attach_command_bus(
     registry: Registry,
     group_id: str = "registrar.commands",
     guard: AccessGuard | None = None,
+    *,
+    prefix: str = "",
 ) -> None:
     """Handle the commands on `registry.commands` with `registry`, from `broker` (started by the
     caller), in consumer group `group_id` (a new group starts at the earliest command).
-    `guard`: authentication is on, and the guard (running) authenticates and authorizes."""
+    `guard`: authentication is on, and the guard (running) authenticates and authorizes.
+    `prefix` (REGISTRAR_TOPIC_PREFIX) is put before the topics' names and the group's."""
     results = CommandResults(registry.engine)
+    commands_topic = topic_name(REGISTRY_COMMANDS, prefix)
 
     async def execute(message: CommandMessage, caller: Principal) -> CommandResult:
         # A redelivered command handled before answers with what it did then: the command
@@ -213,13 +217,13 @@ def attach_command_bus(
     async def answer_command(body: bytes, record: ConsumerRecord[Any, Any]) -> None:
         message, command_id, reason = _read(body)
         if command_id is None:
-            await dead_letter(broker, record, reason)
+            await dead_letter(broker, record, reason, prefix=prefix)
             return
         request_hash = _request_hash(message, body)
         recorded = await results.recorded(command_id)
         if recorded is None:
             if message is None:
-                await dead_letter(broker, record, reason)
+                await dead_letter(broker, record, reason, prefix=prefix)
                 result = _refused(command_id, "invalid", reason)
             else:
                 try:
@@ -234,7 +238,8 @@ def attach_command_bus(
                 f"command id {command_id} was already used by another command, which has its"
                 " result: send each command with a new command_id"
             )
-            await dead_letter(broker, record, f"{reason}; {reused}" if reason else reused)
+            said = f"{reason}; {reused}" if reason else reused
+            await dead_letter(broker, record, said, prefix=prefix)
             return
         if recorded.published:
             return  # a redelivery: its result went out before
@@ -249,20 +254,20 @@ def attach_command_bus(
         assert guard is not None
         reason = f"not authenticated: {why}"
         need = command_requirement(message.command)
-        guard.record_refusal(ANONYMOUS, need, reason, "KAFKA", REGISTRY_COMMANDS.name, 401)
-        await dead_letter(broker, record, reason, "unauthenticated")
+        guard.record_refusal(ANONYMOUS, need, reason, "KAFKA", commands_topic, 401)
+        await dead_letter(broker, record, reason, "unauthenticated", prefix=prefix)
         await _publish(_refused(message.command_id, "unauthenticated", reason))
 
     async def _publish(result: CommandResult) -> None:
         key, value, headers = result_message(result)
-        await broker.publish(value, COMMAND_RESULTS.name, key=key, headers=headers)
+        await broker.publish(value, topic_name(COMMAND_RESULTS, prefix), key=key, headers=headers)
 
     broker.subscriber(
         REGISTRY_COMMANDS.name,
         **UNHURRIED_CONSUMER_TUNING,
-        group_id=group_id,
+        group_id=group_name(group_id, prefix),
         auto_offset_reset="earliest",
         ack_policy=AckPolicy.MANUAL,
         decoder=raw_body,
         title="commands",
-    )(acknowledged_after(answer_command, log, broker))
+    )(acknowledged_after(answer_command, log, broker, prefix=prefix))

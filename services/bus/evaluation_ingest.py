@@ -76,10 +76,11 @@ def attach_evaluation_ingest(
     group_id: str = EVALUATION_GROUP,
     caller: Principal = INGEST_PRINCIPAL,
     retry_delay_seconds: float = 1.0,
+    prefix: str = "",
 ) -> None:
     """Consume `evaluation.completed` on `broker` into `registry`, in consumer group `group_id`,
     recording as `caller`. A message that is not a valid EvaluationCompleted, or that the registry
-    refuses, is dead-lettered with the reason; see `attach_ingest`."""
+    refuses, is dead-lettered with the reason; see `attach_ingest` (and `prefix` there)."""
 
     async def record(message: EvaluationCompleted, as_: Principal) -> None:
         await ingest_evaluation(registry, message, as_)
@@ -97,4 +98,5 @@ def attach_evaluation_ingest(
         group_id=group_id,
         logger=log,
         retry_delay_seconds=retry_delay_seconds,
+        prefix=prefix,
     )

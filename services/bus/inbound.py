@@ -19,7 +19,7 @@ from pydantic import BaseModel, ValidationError
 from registrar.access.principal import Principal
 from registrar.bus.kafka_broker import UNHURRIED_CONSUMER_TUNING
 from registrar.contracts.codec import dumps
-from registrar.contracts.topics import DEADLETTER, Topic
+from registrar.contracts.topics import DEADLETTER, Topic, group_name, topic_name
 from registrar.domain.errors import DomainError
 from registrar.retrying import OUTAGE, Backoff
 
@@ -64,12 +64,13 @@ def acknowledged_after(
     broker: KafkaBroker,
     first_retry_delay: float = 1.0,
     max_bytes: int | None = MAX_INBOUND_BYTES,
+    prefix: str = "",
 ) -> Callable[[bytes, KafkaMessage], Awaitable[None]]:
     """A handler for a subscriber with AckPolicy.MANUAL that acknowledges each message once `work`
     is done with it. If `work` fails, it seeks back to the message (an offset commit covers every
     message before it, so a later acknowledgement must not pass a failed one) and, after a pause,
     reads it again. A message over `max_bytes` is dead-lettered without being read (None: the
-    relay's own events, which must all be read)."""
+    relay's own events, which must all be read); `prefix`: the topics' (REGISTRAR_TOPIC_PREFIX)."""
     failures = 0
 
     async def handle(body: bytes, msg: KafkaMessage) -> None:
@@ -81,7 +82,7 @@ def acknowledged_after(
                     f"the message holds {len(body):,} bytes; Registrar reads messages of at most"
                     f" {max_bytes:,}"
                 )
-                await dead_letter(broker, record, reason, "too_large")
+                await dead_letter(broker, record, reason, "too_large", prefix=prefix)
             else:
                 await work(body, record)
         except Exception:
@@ -104,7 +105,12 @@ def acknowledged_after(
 
 
 async def dead_letter(
-    broker: KafkaBroker, record: ConsumerRecord[Any, Any], reason: str, code: str = "invalid"
+    broker: KafkaBroker,
+    record: ConsumerRecord[Any, Any],
+    reason: str,
+    code: str = "invalid",
+    *,
+    prefix: str = "",
 ) -> None:
     """Park an inbound message that cannot be used on registrar.deadletter with the reason
     (header `error`, and `error-code`) and its origin (`source-topic`, `source-partition`,
@@ -133,7 +139,7 @@ async def dead_letter(
             }
         )
     key = record.key[:MAX_DEAD_LETTER_KEY] if record.key else record.key
-    await broker.publish(value, DEADLETTER.name, key=key, headers=headers)
+    await broker.publish(value, topic_name(DEADLETTER, prefix), key=key, headers=headers)
 
 
 def attach_ingest(
@@ -147,8 +153,10 @@ def attach_ingest(
     group_id: str,
     logger: logging.Logger,
     retry_delay_seconds: float = 1.0,
+    prefix: str = "",
 ) -> None:
-    """Consume `topic` on `broker` in consumer group `group_id`: each message's bytes validated
+    """Consume `topic` on `broker` in consumer group `group_id` (both names after `prefix`,
+    REGISTRAR_TOPIC_PREFIX): each message's bytes validated
     as `contract`, then `work` done with it as `caller` (a service principal fixed here, never
     whoever wrote the message).
 
@@ -163,19 +171,19 @@ def attach_ingest(
         refusal = await _done_or_refusal(body, contract, work, about, caller)
         if refusal is not None:
             code, reason = refusal
-            await dead_letter(broker, record, reason, code)
+            await dead_letter(broker, record, reason, code, prefix=prefix)
 
     consume.__name__ = f"ingest_{topic.name.replace('.', '_')}"
     broker.subscriber(
-        topic.name,
+        topic_name(topic, prefix),
         **UNHURRIED_CONSUMER_TUNING,
-        group_id=group_id,
+        group_id=group_name(group_id, prefix),
         ack_policy=AckPolicy.MANUAL,
         # A new group starts at the oldest message: what was sent before Registrar first started
         # must be recorded too.
         auto_offset_reset="earliest",
         decoder=raw_body,
-    )(acknowledged_after(consume, logger, broker, retry_delay_seconds))
+    )(acknowledged_after(consume, logger, broker, retry_delay_seconds, prefix=prefix))
 
 
 async def _done_or_refusal(

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-from registrar.contracts.topics import ALL_TOPICS, Topic
+from registrar.contracts.topics import ALL_TOPICS, Topic, topic_name
 
 log = logging.getLogger("registrar.kafka")
 
@@ -111,15 +111,19 @@ def resolve_broker(bootstrap: str | None, home: Path) -> tuple[str, EmbeddedBrok
     return broker.bootstrap, broker
 
 
-async def ensure_topics(bootstrap: str, topics: Iterable[Topic] = ALL_TOPICS) -> list[str]:
-    """Create the topics that are missing, with Registrar's partition counts; return those made.
+async def ensure_topics(
+    bootstrap: str, topics: Iterable[Topic] = ALL_TOPICS, prefix: str = ""
+) -> list[str]:
+    """Create the topics that are missing, named after `prefix` (REGISTRAR_TOPIC_PREFIX), with
+    Registrar's partition counts; return the names of those made.
 
     Created explicitly, since production clusters often disable auto-creation."""
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=10_000)
     await admin.start()
     try:
         existing = set(await admin.list_topics())
-        missing = [topic for topic in topics if topic.name not in existing]
+        named = {topic_name(topic, prefix): topic for topic in topics}
+        missing = [name for name in named if name not in existing]
         if missing:
             await admin.create_topics(
                 [

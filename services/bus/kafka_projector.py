@@ -17,7 +17,7 @@ from faststream.kafka.annotations import KafkaMessage
 
 from registrar.bus.kafka_broker import CONSUMER_TUNING
 from registrar.contracts.envelope import Envelope
-from registrar.contracts.topics import REGISTRY_EVENTS
+from registrar.contracts.topics import REGISTRY_EVENTS, group_name, topic_name
 from registrar.projections.ports import Projection
 from registrar.projector.halts import clear_halt, halt_reason, is_transient, record_halt
 from registrar.projector.status import record_progress
@@ -43,8 +43,10 @@ def attach_projection(
     group_id: str | None = None,
     max_records: int = 500,
     halted_pause_seconds: float = HALTED_PAUSE_SECONDS,
+    prefix: str = "",
 ) -> None:
-    """Run `projection` from `registry.events` on `broker` (started by the caller).
+    """Run `projection` from `registry.events` on `broker` (started by the caller); `prefix`
+    (REGISTRAR_TOPIC_PREFIX) is put before the topic's name and the consumer group's.
 
     A batch that fails for a reason that may pass (the database away) is read again after a
     pause. One that fails otherwise is applied one event at a time, and an event that fails
@@ -87,9 +89,9 @@ def attach_projection(
         return True
 
     @broker.subscriber(
-        REGISTRY_EVENTS.name,
+        topic_name(REGISTRY_EVENTS, prefix),
         **CONSUMER_TUNING,
-        group_id=group_id or group_of(projection.name),
+        group_id=group_name(group_id or group_of(projection.name), prefix),
         batch=True,
         max_records=max_records,
         batch_timeout_ms=10,  # the projection's lag includes this wait for a fuller batch

@@ -1,6 +1,7 @@
 """Promotions for deployment systems: every stage change and alias move, read from
 `registry.events` and published as one integration message each on `registry.promotions`
-(key = model name), with what a deployment needs: version, stage or alias, artifact, who."""
+(key = model name), with what a deployment needs: version, stage or alias, artifact, who, and
+for a rollback, why and from which version."""
 
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ from registrar.contracts.codec import dumps
 from registrar.contracts.envelope import Envelope
 from registrar.contracts.events import EVENT_TYPES, AliasSet, StageChanged, event_from_payload
 from registrar.contracts.integration import Approval, Artifact, Promotion
-from registrar.contracts.topics import REGISTRY_EVENTS, REGISTRY_PROMOTIONS
+from registrar.contracts.topics import REGISTRY_EVENTS, REGISTRY_PROMOTIONS, group_name, topic_name
 from registrar.domain.state import ModelState
 from registrar.projections.stream_states import StreamStates
 from registrar.store.event_store import PostgresEventStore
@@ -41,9 +42,11 @@ def promotion_message_id(event_id: UUID) -> UUID:
 def promotions_for(envelope: Envelope, state: ModelState) -> list[Promotion]:
     """The promotions the stored event `envelope` makes, given `state`, the model's state with
     that event applied: one for each StageChanged (the requested move, and each version
-    archive-existing moved aside) and each AliasSet; none for any other event.
+    archive-existing or a rollback moved aside), each AliasSet and each AliasDeleted (kind
+    "alias_removed": the alias no longer points to that version); none for any other event.
 
-    For an alias move both stage fields hold the version's stage at that moment.
+    For an alias move or removal both stage fields hold the version's stage at that moment. A
+    rollback's move carries `rollback` (its reason, and the versions it went from and to).
     """
     if envelope.type not in _PROMOTING_EVENTS:
         return []
@@ -64,12 +67,14 @@ def promotions_for(envelope: Envelope, state: ModelState) -> list[Promotion]:
     if isinstance(event, StageChanged):
         kind, alias, from_stage, to_stage = "stage", None, event.from_stage, event.to_stage
     else:
-        kind, alias, from_stage, to_stage = "alias", event.alias, version.stage, version.stage
+        kind = "alias" if isinstance(event, AliasSet) else "alias_removed"
+        alias, from_stage, to_stage = event.alias, version.stage, version.stage
     return [
         Promotion(
             message_id=promotion_message_id(envelope.event_id),
             model=state.name,
             version=str(event.version),
+    kind: Literal["stage", "alias", "alias_removed"]
             kind=kind,
             from_stage=from_stage,
             to_stage=to_stage,
@@ -77,7 +82,8 @@ def promotions_for(envelope: Envelope, state: ModelState) -> list[Promotion]:
             artifact=Artifact(uri=version.source, digest=version.digest),
             actor=envelope.actor,
             approvals=approvals,
-            authorization=event.authorization,
+            authorization=authorization,
+            rollback=authorization.rollback if authorization is not None else None,
             position=envelope.position,
             occurred_at=envelope.recorded_at,
         )
@@ -95,10 +101,15 @@ def promotion_message(promotion: Promotion) -> tuple[bytes, bytes, dict[str, str
 
 
 def attach_promotions(
-    broker: KafkaBroker, store: PostgresEventStore, group_id: str = "registrar.promotions"
+    broker: KafkaBroker,
+    store: PostgresEventStore,
+    group_id: str = "registrar.promotions",
+    *,
+    prefix: str = "",
 ) -> None:
-    """Publish a Promotion for every StageChanged and AliasSet on `registry.events`, from
-    `broker` (started by the caller), in consumer group `group_id`.
+    """Publish a Promotion for every StageChanged, AliasSet and AliasDeleted on
+    `registry.events`, from `broker` (started by the caller), in consumer group `group_id`;
+    `prefix` (REGISTRAR_TOPIC_PREFIX) is put before the topics' names and the group's.
 
     At least once: an event is acknowledged only after the broker confirmed its promotion, so a
     crash in between, a rebalance, or a broker that restarted empty (the relay republishes, the
@@ -117,7 +128,8 @@ def attach_promotions(
         try:
             envelope = Envelope.model_validate_json(body)
         except ValidationError as invalid:
-            await dead_letter(broker, record, f"not an event envelope: {problems(invalid)}")
+            reason = f"not an event envelope: {problems(invalid)}"
+            await dead_letter(broker, record, reason, prefix=prefix)
             return
         if envelope.type not in EVENT_TYPES:
             return  # not a model stream's event (e.g. a training run's): it promotes nothing
@@ -134,11 +146,12 @@ def attach_promotions(
             await broker.publish(value, REGISTRY_PROMOTIONS.name, key=key, headers=headers)
 
     broker.subscriber(
-        REGISTRY_EVENTS.name,
+        topic_name(REGISTRY_EVENTS, prefix),
         **UNHURRIED_CONSUMER_TUNING,
-        group_id=group_id,
+        group_id=group_name(group_id, prefix),
         auto_offset_reset="earliest",
         ack_policy=AckPolicy.MANUAL,
         decoder=raw_body,
         title="promotions",
-    )(acknowledged_after(promote, log, broker, max_bytes=None))
+    )(acknowledged_after(promote, log, broker, max_bytes=None, prefix=prefix))
+    promotions_topic = topic_name(REGISTRY_PROMOTIONS, prefix)

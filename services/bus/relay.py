@@ -21,7 +21,7 @@ from registrar.bus.kafka_broker import ensure_topics
 from registrar.contracts.codec import dumps
 from registrar.contracts.envelope import Envelope
 from registrar.contracts.events import redacted
-from registrar.contracts.topics import ALL_TOPICS, REGISTRY_EVENTS, Topic
+from registrar.contracts.topics import ALL_TOPICS, REGISTRY_EVENTS, Topic, topic_name
 from registrar.projector.wake_signal import WakeSignal
 from registrar.retrying import OUTAGE
 from registrar.store.event_store import START, Checkpoint, PostgresEventStore, RecordedEvent
@@ -99,10 +99,15 @@ class Relay:
         idle_poll_seconds: float = 0.02,
         idle_poll_max_seconds: float = 0.25,
         broker_check_seconds: float = 5.0,
+        topic_prefix: str = "",
     ) -> None:
         self.store = store
         self.bootstrap = bootstrap
         self.name = name
+        self.topic_prefix = topic_prefix
+        """REGISTRAR_TOPIC_PREFIX. Its sentinel is prefixed too: under a new prefix the sentinel is
+        missing, so the relay publishes the whole store again, into the new topics."""
+        self.topic = topic_name(REGISTRY_EVENTS, topic_prefix)
         self.batch_size = batch_size
         self.idle_poll_seconds = idle_poll_seconds
         self.idle_poll_max_seconds = idle_poll_max_seconds
@@ -148,7 +153,8 @@ class Relay:
     async def _broker_lost_everything(self) -> bool:
         """Whether the broker restarted empty since the relay last looked (its sentinel topic is
         gone); the topics are made again either way."""
-        return SENTINEL.name in await ensure_topics(self.bootstrap, [SENTINEL, *ALL_TOPICS])
+        made = await ensure_topics(self.bootstrap, [SENTINEL, *ALL_TOPICS], self.topic_prefix)
+        return topic_name(SENTINEL, self.topic_prefix) in made
 
     async def _publish_forever(self, producer: AIOKafkaProducer, lock_connection: Any) -> None:
         self.progress = await self.load_progress()

@@ -183,10 +183,11 @@ def attach_training_ingest(
     group_id: str = INGEST_GROUP,
     caller: Principal = INGEST_PRINCIPAL,
     retry_delay_seconds: float = 1.0,
+    prefix: str = "",
 ) -> None:
     """Consume `training.completed` on `broker` into `registry`, in consumer group `group_id`,
     recording as `caller`. A message that is not a valid TrainingCompleted, or whose version the
-    registry refuses, is dead-lettered with the reason; see `attach_ingest`."""
+    registry refuses, is dead-lettered with the reason; see `attach_ingest` (and `prefix` there)."""
 
     async def record(message: TrainingCompleted, as_: Principal) -> None:
         await ingest(registry, message, as_)
@@ -201,4 +202,5 @@ def attach_training_ingest(
         group_id=group_id,
         logger=log,
         retry_delay_seconds=retry_delay_seconds,
+        prefix=prefix,
     )

@@ -130,6 +130,7 @@ def _run_roles(
                 ingest_as.role.value,
                 settings.log_level,
                 log_format,
+                settings.topic_prefix,
             )
         )
     try:
@@ -146,6 +147,7 @@ def _run_roles(
                 on_started=announce,
                 beside=[until_ended(companion)] if companion is not None else [],
                 blobs=blobs,
+                topic_prefix=settings.topic_prefix,
             )
         )
     finally:
@@ -387,12 +389,12 @@ def _replay(settings: Settings, args: argparse.Namespace) -> int:
         return 130
 
 
-def _write_asyncapi(path: Path) -> int:
+def _write_asyncapi(path: Path, topic_prefix: str = "") -> int:
     from importlib.metadata import version
 
     from registrar.bus.asyncapi import specification
 
-    document = specification(version("registrar")).to_specification()
+    document = specification(version("registrar"), topic_prefix).to_specification()
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(
         document.to_yaml() if path.suffix in (".yaml", ".yml") else document.to_json(),
@@ -471,7 +473,7 @@ def _command(args: argparse.Namespace, settings: Settings) -> int:
     if args.command == "deployments":
         return run_deployments_command(args)
     if args.command == "asyncapi":
-        return _write_asyncapi(args.file)
+        return _write_asyncapi(args.file, settings.topic_prefix)
     if args.command == "contracts":
         return _export_contracts(args.directory)
     return 2

@@ -1,5 +1,6 @@
-"""The client's approval endpoints: request a move of a version to a stage or an alias, approve,
-reject or cancel a request, list requests, and read or apply the promotion policy."""
+"""The client's approval endpoints: request a move of a version to a stage or an alias, or a
+rollback, approve, reject or cancel a request, list requests, and read or apply the promotion
+policy."""
 
 from __future__ import annotations
 
@@ -32,6 +33,23 @@ def request_transition(
     if archive_existing:
         body["archive_existing"] = True
     path = f"{MODELS}/{segment(model)}/versions/{segment(version)}/transition-requests"
+    return write("POST", path, TransitionRequestOut.model_validate, body, idempotency_key)
+
+
+def rollback(
+    model: str,
+    reason: str,
+    *,
+    stage: str | None = None,
+    alias: str | None = None,
+    to_version: int | None = None,
+    idempotency_key: str | UUID | None = None,
+) -> Call[TransitionRequestOut]:
+    """Ask to move `stage` or `alias` (name one) back to its previous holder, or to `to_version`
+    (an earlier holder), for `reason`: a request under the policy's rollback rule (else the
+    target's own rule), applied at once when nothing is missing; `rollback` says from and to."""
+    body = fields(stage=stage, alias=alias, reason=reason, to_version=to_version)
+    path = f"{MODELS}/{segment(model)}/rollback"
     return write("POST", path, TransitionRequestOut.model_validate, body, idempotency_key)
 
 

@@ -54,6 +54,7 @@ class Surface:
     # Transition requests, approvals and promotion policies
     request_transition = endpoint(approval_calls.request_transition)
     get_request = endpoint(approval_calls.get_request)
+    rollback = endpoint(approval_calls.rollback)
     approve = endpoint(approval_calls.approve)
     reject = endpoint(approval_calls.reject)
     cancel = endpoint(approval_calls.cancel)

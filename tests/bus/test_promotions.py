@@ -32,9 +32,16 @@ from registrar.contracts.commands import (
     RegisterVersion,
     SetAlias,
     TransitionStage,
+    RequestRollback,
 )
 from registrar.contracts.envelope import Envelope
-from registrar.contracts.topics import DEADLETTER, REGISTRY_EVENTS, REGISTRY_PROMOTIONS
+from registrar.contracts.topics import (
+    ALL_TOPICS,
+    DEADLETTER,
+    REGISTRY_EVENTS,
+    REGISTRY_PROMOTIONS,
+    topic_name,
+)
 from registrar.store.event_store import PostgresEventStore
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
@@ -60,10 +67,10 @@ async def promotions(kafka_bootstrap: str) -> AsyncIterator[TopicLog]:
 
 @contextlib.asynccontextmanager
 async def promotions_publisher(
-    bootstrap: str, store: PostgresEventStore, group_id: str
+    bootstrap: str, store: PostgresEventStore, group_id: str, prefix: str = ""
 ) -> AsyncIterator[None]:
     broker = KafkaBroker(bootstrap, logger=None)
-    attach_promotions(broker, store, group_id=group_id)
+    attach_promotions(broker, store, group_id=group_id, prefix=prefix)
     await broker.start()
     try:
         yield
@@ -143,6 +150,7 @@ async def test_a_transition_to_production_publishes_one_promotion(
         "authorization": None,
         "position": event.position,
     }
+        "rollback": None,
     assert [(p["kind"], p["to_stage"]) for p in published] == [
         ("stage", "Staging"),
         ("stage", "Production"),
@@ -196,6 +204,72 @@ async def test_an_alias_move_carries_the_versions_current_stage(
 
 def readme_deployment_example() -> str:
     fences = re.findall(r"^```([^\n]*)\n(.*?)^```", README.read_text(), re.MULTILINE | re.DOTALL)
+async def test_removing_an_alias_and_rolling_back_are_announced(
+    handler: CommandHandler, promotions: TopicLog, publisher: None
+) -> None:
+    name = unique("rolled")
+    await model_with_versions(handler, name, 2)
+    for number in (1, 2):
+        move = TransitionStage(name=name, version=number, stage="Production", archive_existing=True)
+        await run(handler, move)
+    rolled_back = RequestRollback(name=name, stage="Production", reason="bad canary")
+    back, aside = (await run(handler, rolled_back))[1:]
+    await run(handler, SetAlias(name=name, alias="champion", version=2))
+    (removed,) = await run(handler, DeleteAlias(name=name, alias="champion"))
+    await run(handler, SetAlias(name=name, alias="marker", version=1))
+
+    published = await promotions_until(promotions, name, marker)
+    by_position = {p["position"]: p for p in published}
+    assert by_position[back.position]["rollback"] == {
+        "reason": "bad canary",
+        "from_version": 2,
+        "to_version": 1,
+    }
+    assert [
+        (by_position[e.position]["version"], by_position[e.position]["to_stage"])
+        for e in (back, aside)
+    ] == [
+        ("1", "Production"),
+        ("2", "Archived"),
+    ]
+    assert by_position[aside.position]["rollback"] is None
+    assert {k: by_position[removed.position][k] for k in ("kind", "alias", "version")} == {
+        "kind": "alias_removed",
+        "alias": "champion",
+        "version": "2",
+    }
+
+
+async def test_a_topic_prefix_gives_a_registry_topics_and_groups_of_its_own(
+    handler: CommandHandler, store: PostgresEventStore, kafka_bootstrap: str
+) -> None:
+    first, second = f"a{RUN}.", f"b{RUN}."
+    made = [await ensure_topics(kafka_bootstrap, prefix=p) for p in (first, second)]
+    assert [sorted(m) for m in made] == [
+        sorted(topic_name(t, p) for t in ALL_TOPICS) for p in (first, second)
+    ]
+    name = unique("prefixed")
+    await model_with_versions(handler, name, 1)
+    (event,) = await run(handler, TransitionStage(name=name, version=1, stage="Staging"))
+    prefixed = TopicLog(kafka_bootstrap, topic_name(REGISTRY_PROMOTIONS, first))
+    await prefixed.start()
+    try:
+        async with promotions_publisher(kafka_bootstrap, store, "promotions", prefix=first):
+            # The relay here publishes unprefixed: hand the event to the prefixed registry.
+            producer = KafkaBroker(kafka_bootstrap, logger=None)
+            async with producer:
+                await producer.publish(
+                    dumps(event.model_dump(mode="json")),
+                    topic_name(REGISTRY_EVENTS, first),
+                    key=event.stream_id.encode(),
+                )
+            await prefixed.wait_for(lambda records: bool(of_model(records, name)))
+    finally:
+        await prefixed.stop()
+    (promotion,) = of_model(prefixed.records, name)
+    assert promotion["message_id"] == str(promotion_message_id(event.event_id))
+
+
     (code,) = [code for info, code in fences if "python" in info and "registry.promotions" in code]
     return code
 

@@ -10,7 +10,7 @@ from scenario import AT, MODEL_ID, NAME, model_with_versions, moved, when
 
 from registrar.bus.promotions import promotion_message, promotion_message_id, promotions_for
 from registrar.contracts.codec import loads
-from registrar.contracts.commands import TransitionStage
+from registrar.contracts.commands import RequestRollback, TransitionStage
 from registrar.contracts.envelope import GENESIS_HASH, Envelope
 from registrar.contracts.events import (
     AliasDeleted,
@@ -22,7 +22,12 @@ from registrar.contracts.events import (
 )
 from registrar.contracts.identifiers import uuid7
 from registrar.contracts.integration import Promotion
-from registrar.contracts.policies import ApprovalRecord, GateCheck, TransitionAuthorization
+from registrar.contracts.policies import (
+    ApprovalRecord,
+    GateCheck,
+    Rollback,
+    TransitionAuthorization,
+)
 from registrar.contracts.values import Role, Stage
 from registrar.domain.state import ModelState, fold
 
@@ -127,7 +132,13 @@ def test_other_events_make_no_promotion() -> None:
         AliasSet(alias="champion", version=1),
         AliasDeleted(alias="champion", version=1),
     )
-    assert [p.kind for p in all_promotions(envelopes)] == ["alias"]
+    moved_in, removed = all_promotions(envelopes)[1:]
+    assert (moved_in.kind, removed.kind) == ("alias", "alias_removed")
+    assert (removed.alias, removed.version) == ("champion", "1")
+    assert removed.from_stage == removed.to_stage == Stage.STAGING
+    assert removed.artifact.digest == DIGEST
+    assert (removed.authorization, removed.rollback) == (None, None)
+    assert promotion_message(removed)[2]["kind"] == "alias_removed"
 
 
 def test_the_promotion_names_the_model_as_it_was_called_then() -> None:
@@ -183,6 +194,7 @@ def test_an_event_not_yet_stored_makes_no_promotion() -> None:
     envelope, state = promotions_of(envelopes)[-1]
     with pytest.raises(ValueError, match="no position"):
         promotions_for(envelope.model_copy(update={"position": None}), state)
+        "rollback": None,
 
 
 def test_a_governed_promotion_carries_what_allowed_it() -> None:
@@ -208,3 +220,27 @@ def test_a_governed_promotion_carries_what_allowed_it() -> None:
 
     assert promotion.authorization == authorization
     assert [a.actor for a in promotion.approvals] == ["ann"]
+
+
+def test_a_rollback_promotion_says_why_and_from_which_version() -> None:
+    past = [
+        *history_with_artifact(),
+        moved(1, Stage.NONE, Stage.PRODUCTION),
+        moved(2, Stage.NONE, Stage.PRODUCTION),
+        moved(1, Stage.PRODUCTION, Stage.ARCHIVED),
+    ]
+    command = RequestRollback(name=NAME, stage="Production", reason="bad canary")
+    decided = decide(command, fold(None, stored(*past)), "", DecisionContext(new_request_id="r-9"))
+
+    back, aside = all_promotions(stored(*past, *decided))[3:]
+
+    expected = Rollback(reason="bad canary", from_version=2, to_version=1)
+    assert (back.version, back.to_stage, back.rollback) == ("1", Stage.PRODUCTION, expected)
+    assert back.authorization is not None and back.authorization.rollback == expected
+    assert (aside.version, aside.to_stage, aside.rollback) == ("2", Stage.ARCHIVED, None)
+    assert back.artifact.digest == DIGEST
+    assert loads(promotion_message(back)[1])["rollback"] == {
+        "reason": "bad canary",
+        "from_version": 2,
+        "to_version": 1,
+    }

@@ -29,6 +29,9 @@ for _prefix in API_PREFIXES:
     router.include_router(
         artifact_proxy.router, prefix=_prefix, include_in_schema=_prefix == API_PREFIXES[0]
     )
+    router.include_router(
+        webhook_routes.router, prefix=_prefix, include_in_schema=_prefix == API_PREFIXES[0]
+    )
     _services = (
         ("mlflow", [*registry_routes.ENDPOINTS, *tracking_routes.ENDPOINTS]),
         ("mlflow-artifacts", tracking_routes.ARTIFACT_ENDPOINTS),
