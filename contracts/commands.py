@@ -7,6 +7,14 @@ from typing import Annotated, Literal
 
 from pydantic import Field, model_validator
 
+from registrar.contracts.deployments import (
+    Deployer,
+    DeploymentStatus,
+    Endpoint,
+    EnvironmentName,
+    ReportId,
+    ReportMessage,
+)
 from registrar.contracts.evaluations import EvaluationInput
 from registrar.contracts.model_card import ModelCardPatch
 from registrar.contracts.values import (
@@ -198,6 +206,22 @@ class AssessRisk(Inbound):
         return self
 
 
+class ReportDeployment(Inbound):
+    """Record a deployer's report of a version's status in an environment the governance
+    document declares (its command id is derived from `report_id`: a report sent again is
+    recorded once). `deployer` "" means the caller."""
+
+    type: Literal["ReportDeployment"] = "ReportDeployment"
+    name: ModelName
+    version: VersionNumber
+    environment: EnvironmentName
+    status: DeploymentStatus
+    report_id: ReportId
+    endpoint: Endpoint = ""
+    deployer: Deployer = ""
+    message: ReportMessage = ""
+
+
 Comment = Annotated[str, Field(max_length=10_000)]
 RequestId = Annotated[str, Field(min_length=1, max_length=64)]
 
@@ -292,6 +316,7 @@ Command = Annotated[
     | SealArtifacts
     | RecordEvaluation
     | AssessRisk
+    | ReportDeployment
     | RequestTransition
     | ApproveTransition
     | RejectTransition

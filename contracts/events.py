@@ -8,6 +8,7 @@ from uuid import UUID
 
 from pydantic import Field, TypeAdapter
 
+from registrar.contracts.deployments import DeploymentStatus
 from registrar.contracts.envelope import Envelope
 from registrar.contracts.evaluations import Evaluation
 from registrar.contracts.policies import Rollback, TransitionAuthorization
@@ -172,6 +173,21 @@ class RiskAssessed(Frozen):
     policy_version: int = Field(description="The governance document whose rules were used")
 
 
+class DeploymentReported(Frozen):
+    """A deployer reported `version`'s status in `environment`. A version reported serving
+    replaces the one that served there (`replaced_version`: it no longer serves)."""
+
+    type: Literal["DeploymentReported"] = "DeploymentReported"
+    version: int
+    environment: str
+    status: DeploymentStatus
+    endpoint: str = ""
+    deployer: str
+    message: str = ""
+    report_id: str
+    replaced_version: int | None = None
+
+
 class TransitionRequested(Frozen):
     """Someone asked for a version to move to `stage` or take `alias`; the request is pending
     until the policy's approvals and gates are met (then the move applies in the same decision)."""
@@ -239,6 +255,7 @@ Event = Annotated[
     | ArtifactsSealed
     | EvaluationRecorded
     | RiskAssessed
+    | DeploymentReported
     | TransitionRequested
     | TransitionApproved
     | TransitionRejected

@@ -29,7 +29,7 @@ class Artifact(Frozen):
 
 
 class Promotion(Frozen):
-    """One stage change or alias move of a model version, for deployment systems.
+    """One stage change, alias move or alias removal of a model version, for deployment systems.
 
     Delivered at least once: a redelivered promotion carries the same `message_id`, so a
     deployment system deduplicates on it (or deploys idempotently)."""

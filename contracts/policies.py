@@ -12,6 +12,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field
 
+from registrar.contracts.deployments import Environment, EnvironmentName
 from registrar.contracts.values import AliasName, Frozen, Role, StageName
 
 POLICY_STREAM_ID = "policy"

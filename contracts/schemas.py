@@ -10,6 +10,7 @@ from pydantic import BaseModel
 from registrar.contracts.codec import canonical
 from registrar.contracts.command_messages import CommandMessage, CommandResult
 from registrar.contracts.commands import Command
+from registrar.contracts.deployments import DeploymentReport
 from registrar.contracts.envelope import Envelope
 from registrar.contracts.evaluations import EvaluationCompleted
 from registrar.contracts.events import AccessEvent, Event
@@ -27,6 +28,7 @@ def contract_models() -> dict[str, type[BaseModel]]:
         "TrainingCompleted": TrainingCompleted,
         "EvaluationCompleted": EvaluationCompleted,
         "Promotion": Promotion,
+        "DeploymentReport": DeploymentReport,
         "CommandMessage": CommandMessage,
         "CommandResult": CommandResult,
         "PolicyApplied": PolicyApplied,

@@ -48,6 +48,12 @@ EVALUATION_COMPLETED = Topic(
     "EvaluationCompleted messages from evaluation pipelines: an evaluation of a version, recorded"
     " once per message id.",
 )
+DEPLOYMENT_STATUS = Topic(
+    "deployment.status",
+    4,
+    "DeploymentReport messages from deployers: a version's status in an environment, recorded"
+    " once per report id.",
+)
 REGISTRY_COMMANDS = Topic(
     "registry.commands",
     4,
@@ -70,6 +76,7 @@ ALL_TOPICS = (
     REGISTRY_PROMOTIONS,
     TRAINING_COMPLETED,
     EVALUATION_COMPLETED,
+    DEPLOYMENT_STATUS,
     REGISTRY_COMMANDS,
     COMMAND_RESULTS,
     DEADLETTER,

@@ -135,18 +135,24 @@ StageName = Annotated[Stage, BeforeValidator(_stage_from_any_case)]
 
 
 class Role(str, Enum):
-    """What a caller may do, each role including the ones before it."""
+    """What a caller may do: viewer < contributor < approver < admin, each including the ones
+    before it; and `deployer` beside them, between viewer and admin only: it reads and reports
+    deployments, but neither contributes nor promotes, and no role but admin includes it."""
 
     VIEWER = "viewer"
     CONTRIBUTOR = "contributor"
     APPROVER = "approver"
     ADMIN = "admin"
+    DEPLOYER = "deployer"
 
     @property
     def rank(self) -> int:
         return list(Role).index(self)
 
     def includes(self, other: Role) -> bool:
+        if Role.DEPLOYER in (self, other) and self is not other:
+            # A branch off the hierarchy: deployer includes viewer; only admin includes deployer.
+            return self is Role.ADMIN or (self is Role.DEPLOYER and other is Role.VIEWER)
         return self.rank >= other.rank
 
 

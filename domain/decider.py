@@ -65,6 +65,7 @@ from registrar.domain.approvals import (
     request_transition,
     stale_requests,
 )
+from registrar.domain.deployments import report_deployment
 from registrar.domain.errors import (
     Conflict,
     Forbidden,
@@ -156,6 +157,9 @@ def decide(
             ]
         case SealArtifacts(version=number):
             return _seal(command, model, _live_version(model, number))
+        case ReportDeployment():
+            environments = context.policies.source.environments
+            return [*report_deployment(command, model, environments, context.actor)]
         case AssessRisk():
             return [assess_risk(command, model, context)]
         case RecordEvaluation(version=number):

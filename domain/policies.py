@@ -25,6 +25,7 @@ from registrar.contracts.policies import (
     policy_event_from_payload,
 )
 from registrar.contracts.values import Role, Stage
+from registrar.domain.deployments import environment_problems
 from registrar.domain.errors import Forbidden, Invalid
 from registrar.domain.state import ModelState, VersionState
 
@@ -412,6 +413,7 @@ def document_problems(document: PolicyDocument) -> list[str]:
         twice = sorted({n for n in names if names.count(n) > 1})
         if twice:
             problems.append(f"{kind} names used twice: {', '.join(twice)}")
+    problems += environment_problems(document.environments)
     risk = document.risk
     questions = {q.id: q for q in risk.questions}
     for tier in [*risk.blocking, *(r.tier for r in risk.rules)]:

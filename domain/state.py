@@ -16,6 +16,7 @@ from registrar.contracts.events import (
     AliasDeleted,
     AliasSet,
     ArtifactsSealed,
+    DeploymentReported,
     EvaluationRecorded,
     Event,
     MetricsRecorded,
@@ -78,6 +79,22 @@ class VersionState:
             if evaluation.kind == kind:
                 return evaluation
         return None
+
+
+@dataclass(frozen=True, slots=True)
+class Deployment:
+    """A version's status in one environment, as last reported; `since`: when it entered that
+    status there (a report repeating the status keeps it)."""
+
+    status: str
+    since: datetime
+    reported_at: datetime
+    deployer: str
+    report_id: str
+    endpoint: str = ""
+    message: str = ""
+    replaced_by: int | None = None
+    """Retired because this version began serving there."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -233,6 +250,8 @@ def evolve(state: ModelState | None, event: Event, at: datetime) -> ModelState |
             return _with_version(state, version, at)
     if isinstance(event, REQUEST_EVENTS):
         return replace(state, requests=evolve_requests(state.requests, event, at), updated_at=at)
+    if isinstance(event, DeploymentReported):
+        return _with_deployment(state, event, at)
     if isinstance(event, StageChanged | AliasSet) and event.authorization is not None:
         state = replace(state, requests=evolve_requests(state.requests, event, at))
     # Every remaining event concerns one existing version.

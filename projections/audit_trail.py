@@ -171,6 +171,13 @@ def _model_summary(kind: str, p: dict[str, Any]) -> str | None:
                 f"sealed the files of version {version}: {p.get('files')} files,"
                 f" {p.get('bytes')} bytes, manifest {p.get('manifest_digest')}"
             )
+        case "DeploymentReported":
+            was = p.get("replaced_version")
+            replacing = f", replacing {was}" if was is not None else ""
+            return (
+                f"{p.get('deployer')} reported {version} {p.get('status')} in"
+                f" {p.get('environment')}{replacing} (report {p.get('report_id')})"
+            )
         case "TransitionRequested" if p.get("alias"):
             return f"requested alias {p['alias']} → {version} (request {p.get('request_id')})"
         case "TransitionRequested":

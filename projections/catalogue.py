@@ -12,6 +12,7 @@ from collections.abc import Callable
 from registrar.projections.approvals import ApprovalsProjection
 from registrar.projections.audit_trail import AuditTrailProjection
 from registrar.projections.current_state import CurrentStateProjection
+from registrar.projections.deployments import DeploymentsProjection
 from registrar.projections.lineage import LineageProjection
 from registrar.projections.ports import EventSource, Projection
 from registrar.projections.stage_history import StageHistoryProjection
@@ -22,6 +23,7 @@ READ_MODELS: dict[str, Callable[[EventSource], Projection]] = {
     LineageProjection.name: LineageProjection,
     AuditTrailProjection.name: AuditTrailProjection,
     StageHistoryProjection.name: StageHistoryProjection,
+    DeploymentsProjection.name: DeploymentsProjection,
 }
 """Name → factory. Add a read model here and every runner picks it up."""
 

@@ -4,17 +4,18 @@ its queries (a node's neighbourhood up or down to a depth; every version descend
 Every edge points from a thing to what it was made from: a version was `produced_by` a run and
 `trained_on` datasets, is `derived_from` parent versions (the relation says how: fine_tuned,
 distilled, ensembled...), a run was `trained_on` datasets and `built_from` a commit, a deployment
-is a version `deployed_as` it; a version was `evaluated_on` datasets (the relation names the
-evaluation's kind), an edge impact analysis does not follow: evaluated on is not built from.
-"Upstream" follows edges forward, "downstream" backward.
+(a model in an environment) is `deployed_as` the version serving there, while it serves; a
+version was `evaluated_on` datasets (the relation names the evaluation's kind), an edge impact
+analysis does not follow: evaluated on is not built from. "Upstream" follows edges forward,
+"downstream" backward.
 
 Node ids are readable: `dataset:NAME@VERSION` (`dataset:NAME` when unversioned), `run:RUN_ID`,
-`commit:REPOSITORY@SHA`, `version:MODEL/VERSION`, `deployment:ID`. A version is stored under its
-model's stream id, so a rename moves nothing: its versions are shown under the current name, and
-a former name still finds them (until another model takes that name). A deleted version or
-model stays in the graph, marked `"deleted": true`: what was trained from a dataset does not stop
-having been.
-No event records a deployment yet; the node kind and the `deployed_as` edge are reserved for it.
+`commit:REPOSITORY@SHA`, `version:MODEL/VERSION`, `deployment:ENVIRONMENT/MODEL`. A version (and a
+deployment) is stored under its model's stream id, so a rename moves nothing: it is shown under
+the current name, and a former name still finds it (until another model takes that name). A
+deleted version or model stays in the graph, marked `"deleted": true`: what was trained from a
+dataset does not stop having been. A deployment where nothing serves any more stays too, with
+`serving_version` null and no edge.
 """
 
 from __future__ import annotations
@@ -64,6 +65,11 @@ def commit_id(repository: str, sha: str) -> str:
     return f"commit:{repository}@{sha}" if repository else f"commit:{sha}"
 
 
+def deployment_key(stream_id: str, environment: str) -> str:
+    """A deployment's stored key: its model by stream id, as a version's."""
+    return f"deployment:{environment}/{stream_id}"
+
+
 def version_key(stream_id: str, version: int) -> str:
     """A version's stored key: by its model's stream id, which no rename changes."""
     return f"version:{stream_id}/{version}"
@@ -83,6 +89,8 @@ class _Writes:
     nodes: list[dict[str, Any]] = field(default_factory=list)
     """Nodes from their own events (runs, versions): replace what is known."""
     edges: list[dict[str, Any]] = field(default_factory=list)
+    undeployed: list[dict[str, Any]] = field(default_factory=list)
+    """Deployments whose `deployed_as` edge goes (dropped before the batch's edges are added)."""
     models: list[dict[str, Any]] = field(default_factory=list)
     names: list[dict[str, Any]] = field(default_factory=list)
 
@@ -124,6 +132,7 @@ class _Writes:
             (_INSERT_REFERENCE, self.references),
             (_MERGE_FACTS, self.facts),
             (_UPSERT_NODE, self.nodes),
+            (_DROP_DEPLOYED_AS, self.undeployed),
             (_INSERT_EDGE, self.edges),
             (_UPSERT_MODEL, self.models),
             (_INSERT_NAME, self.names),
@@ -157,6 +166,7 @@ _INSERT_EDGE = text(
     "INSERT INTO lineage_edges (src, dst, kind, relation) VALUES (:src, :dst, :kind, :relation)"
     " ON CONFLICT DO NOTHING"
 )
+_DROP_DEPLOYED_AS = text("DELETE FROM lineage_edges WHERE src = :src AND kind = 'deployed_as'")
 _UPSERT_MODEL = text(
     "INSERT INTO lineage_models (stream_id, name, deleted, stream_version)"
     " VALUES (:stream_id, :name, :deleted, :stream_version) ON CONFLICT (stream_id) DO UPDATE"
@@ -295,6 +305,7 @@ class LineageProjection:
                     "evaluated_on",
                     envelope.payload["kind"],
                 )
+        _deployment_rows(stream_id, after, fresh, writes)
 
     async def _version_edges(
         self, key: str, stream_id: str, held: set[str], version: VersionState, writes: _Writes
@@ -338,6 +349,25 @@ class LineageProjection:
             _run_rows(run_event_from_payload(envelope.type, envelope.payload), writes)
 
 
+def _deployment_rows(
+    stream_id: str, after: ModelState, fresh: list[Envelope], writes: _Writes
+) -> None:
+    """Each environment `fresh` reports on: its node, and its one `deployed_as` edge to the
+    version serving there now (none when nothing serves)."""
+    reported = {e.payload["environment"] for e in fresh if e.type == "DeploymentReported"}
+    for environment in sorted(reported):
+        key = deployment_key(stream_id, environment)
+        serving = after.serving.get(environment)
+        status = after.versions[serving].deployments[environment] if serving else None
+        attrs = {"environment": environment, "serving_version": serving}
+        if status is not None:
+            attrs.update(endpoint=status.endpoint, deployer=status.deployer, since=status.since)
+        writes.node(writes.nodes, key, "deployment", attrs, stream_id=stream_id, version=serving)
+        writes.undeployed.append({"src": key})
+        if serving is not None:
+            writes.edge(key, version_key(stream_id, serving), "deployed_as")
+
+
 def _run_rows(run: RunRecorded, writes: _Writes) -> None:
     key = run_node_id(run.run_id)
     facts = {
@@ -367,13 +397,18 @@ async def node_key(conn: AsyncConnection, node_id: str) -> str:
     if not sep or kind not in KINDS or not rest:
         raise Invalid(
             f"node {node_id!r} is not a lineage node id: use dataset:NAME@VERSION, run:RUN_ID,"
-            " commit:REPOSITORY@SHA, version:MODEL/VERSION or deployment:ID"
+            " commit:REPOSITORY@SHA, version:MODEL/VERSION or deployment:ENVIRONMENT/MODEL"
         )
     key = node_id
-    if kind == "version":
-        model, _, number = rest.rpartition("/")
-        if not model or not number.isdigit():
-            raise Invalid(f"node {node_id!r}: a version node id is version:MODEL/VERSION")
+    if kind in ("version", "deployment"):  # named by their model: stored by its stream id
+        if kind == "version":
+            model, _, where = rest.rpartition("/")
+            shape, wrong = "version:MODEL/VERSION", not model or not where.isdigit()
+        else:
+            where, _, model = rest.partition("/")
+            shape, wrong = "deployment:ENVIRONMENT/MODEL", not where or not model
+        if wrong:
+            raise Invalid(f"node {node_id!r}: a {kind} node id is {shape}")
         stream_id = (
             await conn.execute(
                 text("SELECT stream_id FROM lineage_model_names WHERE name = :name"),
@@ -382,7 +417,9 @@ async def node_key(conn: AsyncConnection, node_id: str) -> str:
         ).scalar()
         if stream_id is None:
             raise NotFound(f"lineage has no model named {model!r}")
-        key = version_key(stream_id, int(number))
+        key = deployment_key(stream_id, where)
+        if kind == "version":
+            key = version_key(stream_id, int(where))
     found = await conn.execute(
         text("SELECT 1 FROM lineage_nodes WHERE node_key = :key"), {"key": key}
     )
@@ -445,7 +482,11 @@ _NODES = text(
 
 
 def _public_id(row: Any) -> str:
-    return f"version:{row.model}/{row.version}" if row.kind == "version" else str(row.node_key)
+    if row.kind == "version":
+        return f"version:{row.model}/{row.version}"
+    if row.kind == "deployment":
+        return f"deployment:{row.attrs.get('environment')}/{row.model}"
+    return str(row.node_key)
 
 
 def _node_view(row: Any) -> dict[str, Any]:
@@ -456,6 +497,9 @@ def _node_view(row: Any) -> dict[str, Any]:
         view.update(model=row.model, model_id=row.stream_id, version=row.version)
         view.update({k: v for k, v in row.attrs.items() if k != "model"})
         view.update(stage=row.stage, aliases=sorted(row.aliases or []), deleted=row.deleted)
+    elif row.kind == "deployment":
+        view.update(model=row.model, model_id=row.stream_id, **row.attrs)
+        view.update(serving_version=row.version, deleted=row.deleted)
     else:
         view.update(row.attrs)
     view["recorded"] = row.recorded

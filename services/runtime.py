@@ -102,6 +102,7 @@ def _consumers(
     if roles.ingest:
         from registrar.bus.command_bus import attach_command_bus
         from registrar.bus.evaluation_ingest import attach_evaluation_ingest
+        from registrar.bus.deployment_ingest import attach_deployment_ingest
         from registrar.bus.training_ingest import attach_training_ingest
 
         attachers.append(

@@ -23,6 +23,9 @@ class Action(str, Enum):
     """Move a version between stages, set or delete an alias."""
     ADMINISTER = "administer"
     """Tokens, ownership grants, policies, and any write the table does not name."""
+    DEPLOY = "deploy"
+    """Report a version's deployment status: deployers and admins (Role.includes: no other
+    role includes deployer, so contributors and approvers may not)."""
 
 
 MINIMUM_ROLE = {
@@ -31,6 +34,7 @@ MINIMUM_ROLE = {
     Action.MANAGE_MODEL: Role.ADMIN,
     Action.PROMOTE: MOVER_ROLE,
     Action.ADMINISTER: Role.ADMIN,
+    Action.DEPLOY: Role.DEPLOYER,
 }
 """The role an action needs from a caller who does not own the model."""
 
@@ -102,6 +106,10 @@ _NATIVE_WRITES: list[tuple[frozenset[str], re.Pattern[str], Action]] = [
 _MLFLOW_MANAGE = frozenset(
     {
         # A rollback is a request too: the policy's rollback (or promotion) rule says who approves.
+        # The web UI's forms, as the /v1 routes that do the same (its pages are GETs: READ).
+        ("POST", r"/ui/approvals/[^/]+/(approve|reject)", Action.CONTRIBUTE),
+        ("POST", r"/ui/logout", Action.READ),
+        ("POST", r"/v1/deployments", Action.DEPLOY),
         ("POST", rf"/v1/models/{_NAME}/rollback", Action.CONTRIBUTE),
         "registered-models/update",
         "registered-models/rename",
@@ -147,6 +155,7 @@ _COMMAND_ACTIONS: dict[type, Action] = {
 
 
 def command_requirement(command: c.Command) -> Requirement:
+    c.ReportDeployment: Action.DEPLOY,
     """What a command needs when it arrives without a path (a Kafka command message): the same
     action as the route that issues it over HTTP, on the model it names."""
     return Requirement(_COMMAND_ACTIONS[type(command)], command.name)

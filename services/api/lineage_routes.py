@@ -32,7 +32,7 @@ NodeId = Annotated[
         min_length=1,
         max_length=5000,
         description="dataset:NAME@VERSION, run:RUN_ID, commit:REPOSITORY@SHA,"
-        " version:MODEL/VERSION or deployment:ID",
+        " version:MODEL/VERSION or deployment:ENVIRONMENT/MODEL",
     ),
 ]
 

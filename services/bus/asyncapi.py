@@ -14,12 +14,14 @@ from registrar.contracts.command_messages import (
     CommandMessage,
     CommandResult,
 )
+from registrar.contracts.deployments import DeploymentReport
 from registrar.contracts.envelope import Envelope
 from registrar.contracts.evaluations import EvaluationCompleted
 from registrar.contracts.integration import Promotion
 from registrar.contracts.topics import (
     COMMAND_RESULTS,
     DEADLETTER,
+    DEPLOYMENT_STATUS,
     EVALUATION_COMPLETED,
     REGISTRY_COMMANDS,
     REGISTRY_EVENTS,
@@ -40,6 +42,14 @@ CONSUMED: tuple[tuple[Topic, type[BaseModel], str], ...] = (
         EVALUATION_COMPLETED,
         EvaluationCompleted,
         f"{_AS_INGEST_PRINCIPAL}; a message whose model or version does not exist is dead-lettered",
+    ),
+    (
+        DEPLOYMENT_STATUS,
+        DeploymentReport,
+        "registrar ingest, recording as its service principal `deployment-ingest` (role deployer),"
+        " the message's `deployer` recorded as the deployer; a report to an environment the"
+        " governance document does not declare, or of a model or version that does not exist,"
+        " is dead-lettered with the reason",
     ),
     (
         REGISTRY_COMMANDS,

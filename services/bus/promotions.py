@@ -1,4 +1,4 @@
-"""Promotions for deployment systems: every stage change and alias move, read from
+"""Promotions for deployment systems: every stage change, alias move and alias removal, read from
 `registry.events` and published as one integration message each on `registry.promotions`
 (key = model name), with what a deployment needs: version, stage or alias, artifact, who, and
 for a rollback, why and from which version."""

@@ -8,6 +8,7 @@ from typing import Any, get_args
 
 from registrar import __version__
 from registrar.cli.artifacts import add_artifact_commands
+from registrar.cli.deployments import add_deployments_command
 from registrar.cli.evaluate import add_evaluation_commands
 from registrar.cli.model_card import add_card_command
 from registrar.cli.policy import add_policy_commands
@@ -85,8 +86,8 @@ def parser() -> argparse.ArgumentParser:
     )
     commands.add_parser(
         "ingest",
-        help="consume training.completed, evaluation.completed and registry.commands into the"
-        " registry",
+        help="consume training.completed, evaluation.completed, deployment.status and"
+        " registry.commands into the registry",
     )
     commands.add_parser("migrate", help="apply the database schema migrations")
     add_token_commands(commands)
@@ -94,6 +95,7 @@ def parser() -> argparse.ArgumentParser:
     add_artifact_commands(commands)
     add_evaluation_commands(commands)
     add_card_command(commands)
+    add_deployments_command(commands)
     audit = commands.add_parser(
         "audit", help="the audit trail: export it; tamper evidence: verify the hash chains"
     )

@@ -11,6 +11,7 @@ from typing import Any
 
 from registrar.cli.arguments import parser
 from registrar.cli.artifacts import run_artifacts_command
+from registrar.cli.deployments import run_deployments_command
 from registrar.cli.evaluate import run_evaluate_command
 from registrar.logs import configure_logging
 from registrar.cli.model_card import run_card_command

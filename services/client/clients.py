@@ -6,6 +6,7 @@ from __future__ import annotations
 from registrar.client import (
     access_calls,
     approval_calls,
+    deployment_calls,
     evaluation_calls,
     history_calls,
     model_calls,
@@ -61,6 +62,13 @@ class Surface:
     approvals = listing(approval_calls.approvals)
     policy = endpoint(approval_calls.policy)
     apply_policy = endpoint(approval_calls.apply_policy)
+
+    # Deployments: reports, what runs where, drift
+    report_deployment = endpoint(deployment_calls.report_deployment)
+    deployments = endpoint(deployment_calls.deployments)
+    model_deployments = endpoint(deployment_calls.model_deployments)
+    version_deployments = endpoint(deployment_calls.version_deployments)
+    drift = endpoint(deployment_calls.drift)
 
     # Lineage, audit trail and point-in-time history
     lineage = endpoint(history_calls.lineage)

@@ -34,8 +34,9 @@ def lineage(
     node: str, direction: Direction = "both", depth: int = 3, *, max_edges: int | None = None
 ) -> Call[LineageGraph]:
     """The nodes and edges within `depth` edges of `node` (dataset:NAME@VERSION, run:RUN_ID,
-    commit:REPOSITORY@SHA, version:MODEL/VERSION or deployment:ID), upstream (what it was made
-    from), downstream (what was made from it) or both; nearest first, at most `max_edges`."""
+    commit:REPOSITORY@SHA, version:MODEL/VERSION or deployment:ENVIRONMENT/MODEL), upstream
+    (what it was made from), downstream (what was made from it) or both; nearest first, at most
+    `max_edges`."""
     params = query(node=node, direction=direction, depth=depth, max_edges=max_edges)
     return query_read("/v1/lineage", LineageGraph.model_validate, params)
 

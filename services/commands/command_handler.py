@@ -22,6 +22,7 @@ from registrar.contracts.commands import (
     RegisterModel,
     RegisterVersion,
     RenameModel,
+    ReportDeployment,
     SetAlias,
     TransitionStage,
 )
@@ -335,7 +336,12 @@ class CommandHandler:
         return DecisionContext(
             actor=meta.actor,
             role=meta.role,
-            policies=await self.policies.current() if moves else NO_POLICIES,
+            # A deployment report reads the governance document's environments.
+            policies=(
+                await self.policies.current()
+                if moves or isinstance(command, ReportDeployment)
+                else NO_POLICIES
+            ),
             new_request_id=str(derived_event_id(meta.command_id, 999_999)) if names_new else "",
             now=self.clock(),
         )

@@ -202,8 +202,6 @@ async def test_an_alias_move_carries_the_versions_current_stage(
     assert aliases[1]["artifact"]["uri"] == f"s3://models/{name}/run-1/model"
 
 
-def readme_deployment_example() -> str:
-    fences = re.findall(r"^```([^\n]*)\n(.*?)^```", README.read_text(), re.MULTILINE | re.DOTALL)
 async def test_removing_an_alias_and_rolling_back_are_announced(
     handler: CommandHandler, promotions: TopicLog, publisher: None
 ) -> None:
@@ -272,6 +270,8 @@ async def test_a_topic_prefix_gives_a_registry_topics_and_groups_of_its_own(
 
     (code,) = [code for info, code in fences if "python" in info and "registry.promotions" in code]
     return code
+def readme_deployment_example() -> str:
+    fences = re.findall(r"^```([^\n]*)\n(.*?)^```", README.read_text(), re.MULTILINE | re.DOTALL)
 
 
 async def test_the_readme_example_reacts_to_the_promotion_of_churn(
