@@ -80,6 +80,8 @@ class RegistrarUp:
     """The fresh database on the machine's server (machine mode only)."""
     started_in: float = 0.0
     failed: bool = False
+    env: dict[str, str] = field(default_factory=dict)
+    """More REGISTRAR_* settings for it (e.g. REGISTRAR_WEBHOOKS_ALLOW_PRIVATE)."""
 
     @property
     def log(self) -> Path:

@@ -297,9 +297,14 @@ class TokenIssued(Frozen):
     token_hash: str = Field(description="sha256 of the token, hex: the token itself is never kept")
 
 
-SECRET_FIELDS: dict[str, frozenset[str]] = {"TokenIssued": frozenset({"token_hash"})}
+SECRET_FIELDS: dict[str, frozenset[str]] = {
+    "TokenIssued": frozenset({"token_hash"}),
+    "WebhookCreated": frozenset({"url"}),
+    "WebhookUpdated": frozenset({"url"}),
+}
 """Payload fields that never leave the store, by event type: a token's hash would let anyone who
-reads the bus test guesses offline, or match a token seen elsewhere."""
+reads the bus test guesses offline, or match a token seen elsewhere; a webhook's URL is often a
+capability itself (a chat hook's URL carries its token), so only admins read it, from the API."""
 REDACTED = "[redacted]"
 
 

@@ -17,12 +17,13 @@ from registrar.contracts.events import AccessEvent, Event
 from registrar.contracts.integration import Promotion
 from registrar.contracts.policies import PolicyApplied
 from registrar.contracts.training import TrainingCompleted
+from registrar.contracts.webhooks import WebhookEvent
 
 
 def contract_models() -> dict[str, type[BaseModel]]:
     """Every exported contract, by name: the envelope, each command and each event payload, and
     the messages exchanged with other teams' services (training runs, promotions, commands), and
-    the events of the access and policy streams."""
+    the events of the access, policy and webhook streams."""
     models: dict[str, type[BaseModel]] = {
         "Envelope": Envelope,
         "TrainingCompleted": TrainingCompleted,
@@ -33,7 +34,7 @@ def contract_models() -> dict[str, type[BaseModel]]:
         "CommandResult": CommandResult,
         "PolicyApplied": PolicyApplied,
     }
-    for union in (Command, Event, AccessEvent):
+    for union in (Command, Event, AccessEvent, WebhookEvent):
         for cls in get_args(get_args(union)[0]):
             models[cls.__name__] = cls
     return models

@@ -212,6 +212,19 @@ def _other_summary(kind: str, p: dict[str, Any]) -> str | None:
             return f"made {p.get('user')} an owner of {p.get('model_name')}"
         case "OwnershipRevoked":
             return f"removed {p.get('user')} as an owner of {p.get('model_name')}"
+        # A webhook's URL may carry a token: the audit row names the webhook, never its URL.
+        case "WebhookCreated":
+            events = ", ".join(p.get("events") or [])
+            return f"created webhook {p.get('name')} ({p.get('webhook_id')}) for {events}"
+        case "WebhookUpdated":
+            changed = sorted(
+                k for k, v in p.items() if v is not None and k not in ("webhook_id", "has_secret")
+            )
+            return f"updated webhook {p.get('webhook_id')}: {', '.join(changed) or 'nothing'}"
+        case "WebhookDisabled":
+            return f"disabled webhook {p.get('webhook_id')}: {p.get('reason')}"
+        case "WebhookDeleted":
+            return f"deleted webhook {p.get('webhook_id')}"
     return None
 
 

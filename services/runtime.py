@@ -27,6 +27,7 @@ from registrar.bus.training_ingest import INGEST_PRINCIPAL
 from registrar.logs import CONSUMERS_LOGGER
 from registrar.projections.catalogue import READ_MODELS, read_model
 from registrar.registry import Registry
+from registrar.webhooks.dispatcher import start_dispatcher
 
 log = logging.getLogger("registrar.runtime")
 consumers_log = logging.getLogger(CONSUMERS_LOGGER)
@@ -175,7 +176,8 @@ async def run(
             # queries wait for the projection anyway.
             starting = asyncio.gather(*(kafka.start() for kafka in process.consumers))
             process.tasks.append(asyncio.ensure_future(_started(starting)))
-        if roles.api:
+        if roles.api:  # webhooks are delivered beside every API; by one at a time (a lock)
+            process.tasks.append(start_dispatcher(registry))
             config = uvicorn.Config(
                 create_app(registry, auth_required=auth_required, blobs=blobs),
                 host=host,

@@ -170,6 +170,13 @@ def requirement(method: str, path: str) -> Requirement | None:
     """What a request needs, or None for the open paths (health, API docs)."""
     if path in OPEN_PATHS or path.startswith(DOCS_ASSETS + "/"):
         return None
+def is_webhook_path(path: str) -> bool:
+    """Webhooks, native and MLflow's: admins only, reads too, as MLflow's own server has it (a
+    webhook's URL may be a capability; its deliveries say what happens in the registry)."""
+    webhooks = ("/v1/webhooks", "/api/2.0/mlflow/webhooks", "/ajax-api/2.0/mlflow/webhooks")
+    return any(path == w or path.startswith(w + "/") for w in webhooks)
+
+
     method = method.upper()
     if path.startswith(("/v1/admin/", "/v1/artifacts/")) or path == "/v1/admin":
         # /v1/artifacts/verify re-reads every stored blob; gc deletes: admins only, GET or not.
@@ -180,6 +187,8 @@ def requirement(method: str, path: str) -> Requirement | None:
     if method in ("GET", "HEAD", "OPTIONS"):
         return Requirement(Action.READ)
     for methods, pattern, action in _NATIVE_WRITES:
+    if is_webhook_path(path):
+        return Requirement(Action.ADMINISTER)
         match = pattern.fullmatch(path)
         if match is not None and method in methods:
             return Requirement(action, match.groupdict().get("model"))

@@ -24,6 +24,7 @@ from registrar.api import (
     model_routes,
     run_routes,
     version_routes,
+    webhook_routes,
 )
 from registrar.api.access_log import AccessLog
 from registrar.api.auth import AccessControl

@@ -43,8 +43,10 @@ _APPLIED = text(
     "SELECT CASE"
     " WHEN :stream LIKE 'run:%' THEN EXISTS ("
     "   SELECT 1 FROM lineage_nodes WHERE node_key = :stream AND recorded)"
-    " WHEN strpos(:stream, ':') = 0 THEN coalesce(("
-    "   SELECT stream_version FROM lineage_models WHERE stream_id = :stream), 0) >= :version"
+    " WHEN EXISTS (SELECT 1 FROM lineage_models WHERE stream_id = :stream) THEN ("
+    "   SELECT stream_version FROM lineage_models WHERE stream_id = :stream) >= :version"
+    # Any other stream (a model not applied yet, the policy stream, access, webhooks...) leaves
+    # no row of its own here: how far the read model has got is all there is to compare.
     " ELSE coalesce((SELECT position >= :position FROM projection_progress"
     "   WHERE projection = :projection), false)"
     " END"

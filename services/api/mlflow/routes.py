@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request
 
-from registrar.api.mlflow import artifact_proxy, registry_routes, tracking_routes
+from registrar.api.mlflow import artifact_proxy, registry_routes, tracking_routes, webhook_routes
 from registrar.api.mlflow.answers import ANSWERS
 from registrar.api.mlflow.errors import ENDPOINT_NOT_FOUND, MlflowError, MlflowRoute
 from registrar.api.openapi_document import refusals
