@@ -54,6 +54,10 @@ OPEN_PATHS = frozenset({"/healthz", "/docs", "/docs/oauth2-redirect", "/redoc", 
 DOCS_ASSETS = "/static/docs"
 """Where the documentation pages' scripts and styles are served (services/api/docs_pages.py):
 open too, or /docs would show a blank page to a browser that has no token to send."""
+UI_OPEN_PATHS = frozenset({"/", "/ui/login"})
+"""The root (a redirect to the web UI) and the UI's sign-in page (registrar.ui): no token."""
+UI_ASSETS = "/ui/static"
+"""The UI's style sheet and icons: open, so the sign-in page has them."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -173,6 +177,12 @@ def requirement(method: str, path: str) -> Requirement | None:
 def is_webhook_path(path: str) -> bool:
     """Webhooks, native and MLflow's: admins only, reads too, as MLflow's own server has it (a
     webhook's URL may be a capability; its deliveries say what happens in the registry)."""
+def requirement(method: str, path: str) -> Requirement | None:
+    """What a request needs, or None for the open paths (health, API docs)."""
+    if path in OPEN_PATHS or path.startswith(DOCS_ASSETS + "/"):
+        return None
+    if path in UI_OPEN_PATHS or path.startswith(UI_ASSETS + "/"):
+        return None
     webhooks = ("/v1/webhooks", "/api/2.0/mlflow/webhooks", "/ajax-api/2.0/mlflow/webhooks")
     return any(path == w or path.startswith(w + "/") for w in webhooks)
 

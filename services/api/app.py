@@ -41,6 +41,7 @@ from registrar.contracts.api_answers import ChainReport, Health, ProjectionsStat
 from registrar.projector.status import status
 from registrar.registry import Registry
 from registrar.store.chain_verification import verify_chains
+from registrar.ui.site import install_ui
 
 
 def create_app(
@@ -91,6 +92,7 @@ def create_app(
     app.state.access_guard = guard
     if guard is not None:
         app.add_middleware(AccessControl, guard=guard)
+    install_ui(app, guard)  # the web UI under /ui/: its session door runs before access control
     app.add_middleware(BodyLimit)  # before anything reads the body
     app.add_middleware(AccessLog)  # outermost: a line for every request, refused ones too
     app.include_router(admin_routes.router)

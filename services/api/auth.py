@@ -47,7 +47,11 @@ class AccessControl:
             await self.app(scope, receive, send)
             return
         try:
-            principal = self.guard.authenticate(Headers(scope=scope).get("authorization"))
+            # On the web UI's paths, its session door (registrar.ui.session_door, just outside)
+            # has authenticated the session cookie through this guard: checked below all the same.
+            principal = scope.get(PRINCIPAL_SCOPE_KEY) or self.guard.authenticate(
+                Headers(scope=scope).get("authorization")
+            )
         except NotAuthenticated as refused:
             await self._refuse(scope, send, 401, ANONYMOUS, need, refused.reason)
             return
