@@ -105,6 +105,7 @@ class RegistrarUp:
             "REGISTRAR_PORT": str(self.port),
             "REGISTRAR_HOST": "127.0.0.1",
             "REGISTRAR_LOG_LEVEL": "warning",
+            **self.env,
         }
         if self.database == "machine":
             server = os.environ.get("REGISTRAR_DATABASE_URL") or MACHINE_SERVER

@@ -28,6 +28,7 @@ from registrar.contracts.values import (
     ModelName,
     Params,
     ParentRef,
+    ShortText,
     StageName,
     TagKey,
     Tags,
@@ -36,7 +37,6 @@ from registrar.contracts.values import (
 )
 
 
-    ShortText,
 class RegisterModel(Inbound):
     type: Literal["RegisterModel"] = "RegisterModel"
     name: ModelName
@@ -89,6 +89,10 @@ class RegisterVersion(Inbound):
     parents: list[ParentRef] = Field(default_factory=list, max_length=MAX_REFERENCES)
     tags: Tags = Field(default_factory=dict)
     description: Description = ""
+    model_type: ShortText = ""
+    """What kind of model it is, e.g. "gradient-boosted trees" ("" for not said)."""
+    framework: ShortText = ""
+    """What it was built with, e.g. "scikit-learn 1.5" ("" for not said)."""
 
 
 class UpdateVersionDescription(Inbound):
@@ -97,10 +101,6 @@ class UpdateVersionDescription(Inbound):
     version: VersionNumber
     description: Description
 
-    model_type: ShortText = ""
-    """What kind of model it is, e.g. "gradient-boosted trees" ("" for not said)."""
-    framework: ShortText = ""
-    """What it was built with, e.g. "scikit-learn 1.5" ("" for not said)."""
 
 class SetVersionTag(Inbound):
     type: Literal["SetVersionTag"] = "SetVersionTag"
@@ -246,6 +246,26 @@ class RequestTransition(Inbound):
         return self
 
 
+class RequestRollback(Inbound):
+    """Ask for `stage` or `alias` to go back from the version holding it to its previous holder
+    (or to `to_version`, an earlier holder), as one governed transition, for `reason`."""
+
+    type: Literal["RequestRollback"] = "RequestRollback"
+    name: ModelName
+    stage: StageName | None = None
+    alias: AliasName | None = None
+    to_version: VersionNumber | None = None
+    reason: Annotated[str, Field(min_length=1, max_length=10_000)]
+
+    @model_validator(mode="after")
+    def _one_target_and_a_reason(self) -> RequestRollback:
+        if (self.stage is None) == (self.alias is None):
+            raise ValueError("name exactly one target to roll back: a stage or an alias")
+        if not self.reason.strip():
+            raise ValueError("say why in `reason`: a rollback is recorded with its reason")
+        return self
+
+
 class ApproveTransition(Inbound):
     type: Literal["ApproveTransition"] = "ApproveTransition"
     name: ModelName
@@ -276,26 +296,6 @@ REQUEST_COMMANDS = (
 )
 
 
-class RequestRollback(Inbound):
-    """Ask for `stage` or `alias` to go back from the version holding it to its previous holder
-    (or to `to_version`, an earlier holder), as one governed transition, for `reason`."""
-
-    type: Literal["RequestRollback"] = "RequestRollback"
-    name: ModelName
-    stage: StageName | None = None
-    alias: AliasName | None = None
-    to_version: VersionNumber | None = None
-    reason: Annotated[str, Field(min_length=1, max_length=10_000)]
-
-    @model_validator(mode="after")
-    def _one_target_and_a_reason(self) -> RequestRollback:
-        if (self.stage is None) == (self.alias is None):
-            raise ValueError("name exactly one target to roll back: a stage or an alias")
-        if not self.reason.strip():
-            raise ValueError("say why in `reason`: a rollback is recorded with its reason")
-        return self
-
-
 Command = Annotated[
     RegisterModel
     | UpdateModelDescription
@@ -318,9 +318,9 @@ Command = Annotated[
     | AssessRisk
     | ReportDeployment
     | RequestTransition
+    | RequestRollback
     | ApproveTransition
     | RejectTransition
     | CancelTransition,
     Field(discriminator="type"),
 ]
-    | RequestRollback

@@ -71,10 +71,10 @@ class VersionRegistered(Frozen):
     parents: list[ParentRef] = Field(default_factory=list)
     tags: dict[str, str] = Field(default_factory=dict)
     description: str = ""
-
     model_type: str = ""
     framework: str = ""
     """Both "" in events recorded before versions had them."""
+
 
 class VersionDescriptionUpdated(Frozen):
     type: Literal["VersionDescriptionUpdated"] = "VersionDescriptionUpdated"
@@ -200,6 +200,8 @@ class TransitionRequested(Frozen):
     archive_existing: bool = False
     requested_by: str
     comment: str = ""
+    rollback: Rollback | None = None
+    """For a rollback: from which holder to which (`version`), and why."""
 
 
 class TransitionApproved(Frozen):
@@ -216,8 +218,6 @@ class TransitionRejected(Frozen):
     comment: str = ""
 
 
-    rollback: Rollback | None = None
-    """For a rollback: from which holder to which (`version`), and why."""
 class TransitionCancelled(Frozen):
     type: Literal["TransitionCancelled"] = "TransitionCancelled"
     request_id: str

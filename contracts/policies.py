@@ -108,7 +108,6 @@ class RiskSettings(Frozen):
     rules: list[RiskRule] = Field(default_factory=list, max_length=500)
 
 
-class PolicyDocument(Frozen):
 class RollbackRules(Frozen):
     """The rules of rollbacks, for every model (scopes do not apply to them): a rollback of a
     stage or alias named here needs its rule here; one not named, the target's promotion rule."""
@@ -119,6 +118,7 @@ class RollbackRules(Frozen):
     aliases: dict[AliasName, PolicyRule] = Field(default_factory=dict)
 
 
+class PolicyDocument(Frozen):
     """The governance document: promotion rules (the defaults, and scopes that override them for
     the models they match), rollback rules, compliance profiles, and risk tiers. Applying one
     replaces the one before (a stage or alias no rule names is not governed: transitions to it
@@ -133,13 +133,13 @@ class RollbackRules(Frozen):
     )
     compliance: ComplianceSettings = Field(default_factory=ComplianceSettings)
     risk: RiskSettings = Field(default_factory=RiskSettings)
-
     rollbacks: RollbackRules = Field(default_factory=RollbackRules)
     environments: dict[EnvironmentName, Environment] = Field(
         default_factory=dict,
         max_length=100,
         description="Where deployers report, and the stage or alias each follows (drift)",
     )
+
 
 class PolicyApplied(PolicyDocument):
     """A policy became the one in force; `version` counts the policies applied so far."""
@@ -176,7 +176,6 @@ class ApprovalRecord(Frozen):
     comment: str = ""
 
 
-class TransitionAuthorization(Frozen):
 class Rollback(Frozen):
     """What makes a transition a rollback: its stage or alias goes back from the version holding
     it to an earlier holder, and why."""
@@ -186,6 +185,7 @@ class Rollback(Frozen):
     to_version: int = Field(description="The earlier holder it goes back to")
 
 
+class TransitionAuthorization(Frozen):
     """What allowed a governed transition: the request, the policy version, every gate with the
     value it saw, and the approvals that counted."""
 

@@ -128,7 +128,7 @@ def as_request(command: TransitionStage | SetAlias) -> RequestTransition:
 
 
 def standing(request: TransitionRequest, model: ModelState, policies: PolicySet) -> Standing:
-    policy = policy_for(policies, model, request.stage, request.alias)
+    policy = _policy_of(request, model, policies)
     if policy is None:  # no policy (any more): nothing to wait for
         return Standing(request.approvals, 0, MOVER_ROLE, [], [])
     rule = policy.rule
@@ -156,9 +156,10 @@ def _shown(seen: int | float | str | None) -> str:
     return "nothing" if seen is None else repr(seen) if isinstance(seen, str) else f"{seen:g}"
 
 
-def _applying(
+def applying(
     request: TransitionRequest, model: ModelState, context: DecisionContext
 ) -> Application | None:
+    """The move `request` makes now, with what allows it; None while something is missing."""
     now = standing(request, model, context.policies)
     if not now.complete:
         return None
@@ -173,9 +174,9 @@ def _applying(
             gates=now.checks,
             approvals=[ApprovalRecord(by=a.by, at=a.at, comment=a.comment) for a in now.counted],
             scope=now.scope,
-        ),
             rollback=request.rollback,
             rollback_rule=now.rollback_rule,
+        ),
     )
 
 
@@ -206,10 +207,10 @@ def request_transition(
             )
     elif model.aliases.get(command.alias or "") == command.version:
         raise Conflict(f"alias {command.alias!r} already points to version {command.version}")
-    _refuse_unless_mover_where_ungoverned(command, model, context)
+    refuse_unless_mover_where_ungoverned(command, model, context)
     pending = latest_request(model, command.version, command.stage, command.alias)
     if pending is not None and pending.state == "pending":
-        return RequestDecision([], _applying(pending, model, context))
+        return RequestDecision([], applying(pending, model, context))
     if not context.new_request_id:
         raise ValueError("RequestTransition needs the new request's id")
     requested = TransitionRequested(
@@ -222,7 +223,7 @@ def request_transition(
         comment=command.comment,
     )
     request = TransitionRequest.opened_by(requested, context.now)
-    return RequestDecision([requested], _applying(request, model, context))
+    return RequestDecision([requested], applying(request, model, context))
 
 
 def refuse_unless_mover_where_ungoverned(
@@ -253,7 +254,7 @@ def _pending(model: ModelState, request_id: str) -> TransitionRequest:
 
 
 def _approver_role(request: TransitionRequest, model: ModelState, policies: PolicySet) -> Role:
-    policy = policy_for(policies, model, request.stage, request.alias)
+    policy = _policy_of(request, model, policies)
     return policy.rule.approver_role if policy is not None else MOVER_ROLE
 
 
@@ -267,7 +268,7 @@ def approve(
             f"approving a move to {request.target} needs the {needed.value} role;"
             f" {context.actor} holds {context.role.value}"
         )
-    policy = policy_for(context.policies, model, request.stage, request.alias)
+    policy = _policy_of(request, model, context.policies)
     own = context.actor == request.requested_by
     if own and not (policy is not None and policy.rule.allow_self_approval):
         raise Forbidden(
@@ -289,7 +290,7 @@ def approve(
     event = TransitionApproved(
         request_id=request.request_id, by=context.actor, comment=approval.comment
     )
-    return RequestDecision([event], _applying(approved, model, context))
+    return RequestDecision([event], applying(approved, model, context))
 
 
 def reject(command: RejectTransition, model: ModelState, context: DecisionContext) -> list[Event]:

@@ -76,8 +76,8 @@ from registrar.domain.errors import (
 )
 from registrar.domain.fairness import group_figures, summary
 from registrar.domain.risk import assess_risk, refuse_if_blocked
-from registrar.domain.sources import registry_source, source_problem
 from registrar.domain.rollbacks import request_rollback, rollback_moves
+from registrar.domain.sources import registry_source, source_problem
 from registrar.domain.state import ModelState, VersionState
 
 _ARCHIVABLE_TARGETS = (Stage.STAGING, Stage.PRODUCTION)
@@ -173,12 +173,12 @@ def decide(
             return _decided(request_transition(as_request(command), model, context), model, context)
         case RequestTransition():
             return _decided(request_transition(command, model, context), model, context)
+        case RequestRollback():
+            return _decided(request_rollback(command, model, context), model, context)
         case ApproveTransition():
             return _decided(approve(command, model, context), model, context)
         case RejectTransition():
             return reject(command, model, context)
-        case RequestRollback():
-            return _decided(request_rollback(command, model, context), model, context)
         case CancelTransition():
             return cancel(command, model, context)
         case TransitionStage():
@@ -368,12 +368,12 @@ def _decided(decision: RequestDecision, model: ModelState, context: DecisionCont
         return decision.events
     request, authorization = decision.applying.request, decision.applying.authorization
     refuse_if_blocked(model, context.policies.risk, request.stage, request.alias)
+    if request.rollback is not None:
+        return [*decision.events, *rollback_moves(request, authorization, model)]
     if request.alias is not None:
         _live_version(model, request.version)
         previous = model.aliases.get(request.alias)
         move: Event = AliasSet(
-    if request.rollback is not None:
-        return [*decision.events, *rollback_moves(request, authorization, model)]
             alias=request.alias,
             version=request.version,
             previous_version=previous,

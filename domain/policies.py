@@ -27,7 +27,7 @@ from registrar.contracts.policies import (
 from registrar.contracts.values import Role, Stage
 from registrar.domain.deployments import environment_problems
 from registrar.domain.errors import Forbidden, Invalid
-from registrar.domain.state import ModelState, VersionState
+from registrar.domain.state import HELD_STAGES, ModelState, VersionState
 
 _COMPARISON = re.compile(
     r"^(?P<subject>[^<>=!]+?)\s*(?P<op>>=|<=|==|!=|>|<)\s*(?P<value>[^<>=!]*)$"
@@ -221,8 +221,8 @@ class Policy:
     rule: PolicyRule
     gates: tuple[Gate, ...]
     scope: str | None = None
-
     rollback: bool = False
+
     @classmethod
     def of(cls, rule: PolicyRule, scope: str | None = None, rollback: bool = False) -> Policy:
         return cls(rule, tuple(parse_gate(gate) for gate in rule.gates), scope, rollback)
@@ -257,9 +257,9 @@ class PolicySet:
     scopes: tuple[ScopedRules, ...] = ()
     profiles: dict[str, tuple[tuple[Requirement, Gate], ...]] = field(default_factory=dict)
     source: PolicyDocument = field(default_factory=PolicyDocument)
-
     rollback_stages: dict[Stage, Policy] = field(default_factory=dict)
     rollback_aliases: dict[str, Policy] = field(default_factory=dict)
+
     @property
     def risk(self) -> RiskSettings:
         return self.source.risk
@@ -327,7 +327,6 @@ def policies_of(document: PolicyDocument, version: int) -> PolicySet:
         ),
         profiles={p.name: _profile(p) for p in document.compliance.profiles},
         source=PolicyDocument.model_validate(document.model_dump(exclude={"type", "version"})),
-    )
         rollback_stages={
             stage: Policy.of(rule, rollback=True)
             for stage, rule in document.rollbacks.stages.items()
@@ -336,6 +335,7 @@ def policies_of(document: PolicyDocument, version: int) -> PolicySet:
             alias: Policy.of(rule, rollback=True)
             for alias, rule in document.rollbacks.aliases.items()
         },
+    )
 
 
 def evolve_policies(_: PolicySet, event: PolicyApplied) -> PolicySet:
@@ -386,11 +386,10 @@ def document_problems(document: PolicyDocument) -> list[str]:
                     f" (profiles: {', '.join(profiles) or 'none'})"
                 )
 
-    rules = [
     rollbacks = document.rollbacks
+    rules = [
         *((f"stages.{stage.value}", rule) for stage, rule in document.stages.items()),
         *((f"aliases.{alias}", rule) for alias, rule in document.aliases.items()),
-    ]
         *((f"rollbacks.stages.{stage.value}", rule) for stage, rule in rollbacks.stages.items()),
         *((f"rollbacks.aliases.{alias}", rule) for alias, rule in rollbacks.aliases.items()),
     ]
@@ -398,6 +397,7 @@ def document_problems(document: PolicyDocument) -> list[str]:
         f"rollbacks.stages.{stage.value}: only Staging and Production are rolled back"
         for stage in rollbacks.stages
         if stage not in HELD_STAGES
+    ]
     for index, scope in enumerate(document.scopes):
         here = f"scopes[{index}] ({scope.name})"
         rules += [(f"{here}.stages.{s.value}", rule) for s, rule in scope.stages.items()]

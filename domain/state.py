@@ -37,8 +37,8 @@ from registrar.contracts.events import (
     event_from_payload,
 )
 from registrar.contracts.model_card import CARD_FIELDS
-from registrar.contracts.values import DatasetRef, ParentRef, Stage
 from registrar.contracts.policies import Rollback
+from registrar.contracts.values import DatasetRef, ParentRef, Stage
 from registrar.domain.transition_requests import REQUEST_EVENTS, Requests, evolve_requests
 
 
@@ -68,13 +68,13 @@ class VersionState:
     sealed_at: datetime | None = None
     evaluations: tuple[RecordedEvaluation, ...] = ()
     """Oldest first; gates read the newest of a kind."""
-
-    def newest_evaluation(self, kind: str) -> RecordedEvaluation | None:
     model_type: str = ""
     framework: str = ""
     """What kind of model it is and what built it, as registered ("" when not said)."""
     deployments: dict[str, Deployment] = field(default_factory=dict)
     """By environment: this version's status there, as last reported."""
+
+    def newest_evaluation(self, kind: str) -> RecordedEvaluation | None:
         for evaluation in reversed(self.evaluations):
             if evaluation.kind == kind:
                 return evaluation
@@ -148,6 +148,13 @@ class ModelState:
     last_updated_timestamp: registered, described, renamed, deleted, or a version of it
     registered, moved between stages or deleted; tags, aliases and a version's own details do
     not count. (None: as `updated_at`, for a state folded before this was kept.)"""
+    stage_holders: dict[Stage, tuple[int, ...]] = field(default_factory=dict)
+    """Per stage of HELD_STAGES, the versions that entered it, oldest first; a rollback drops
+    those after the version it goes back to (registrar.domain.rollbacks reads these)."""
+    alias_holders: dict[str, tuple[int, ...]] = field(default_factory=dict)
+    """Per alias, the versions it was set to, oldest first; likewise cut back by a rollback."""
+    serving: dict[str, int] = field(default_factory=dict)
+    """By environment: the version serving there, as reported (one at most)."""
 
     def live_version(self, number: int) -> VersionState | None:
         found = self.versions.get(number)
@@ -165,13 +172,6 @@ class ModelState:
         return sorted(alias for alias, held_by in self.aliases.items() if held_by == number)
 
 
-    stage_holders: dict[Stage, tuple[int, ...]] = field(default_factory=dict)
-    """Per stage of HELD_STAGES, the versions that entered it, oldest first; a rollback drops
-    those after the version it goes back to (registrar.domain.rollbacks reads these)."""
-    alias_holders: dict[str, tuple[int, ...]] = field(default_factory=dict)
-    """Per alias, the versions it was set to, oldest first; likewise cut back by a rollback."""
-    serving: dict[str, int] = field(default_factory=dict)
-    """By environment: the version serving there, as reported (one at most)."""
 _MODEL_CHANGES = (
     ModelDescriptionUpdated,
     ModelRenamed,
@@ -242,18 +242,22 @@ def evolve(state: ModelState | None, event: Event, at: datetime) -> ModelState |
                 parents=tuple(event.parents),
                 tags=dict(event.tags),
                 description=event.description,
+                model_type=event.model_type,
+                framework=event.framework,
                 stage=Stage.NONE,
                 created_at=at,
                 updated_at=at,
             )
             state = replace(state, last_version=event.version)
             return _with_version(state, version, at)
-    if isinstance(event, REQUEST_EVENTS):
-        return replace(state, requests=evolve_requests(state.requests, event, at), updated_at=at)
     if isinstance(event, DeploymentReported):
         return _with_deployment(state, event, at)
+    if isinstance(event, REQUEST_EVENTS):
+        return replace(state, requests=evolve_requests(state.requests, event, at), updated_at=at)
     if isinstance(event, StageChanged | AliasSet) and event.authorization is not None:
         state = replace(state, requests=evolve_requests(state.requests, event, at))
+    if isinstance(event, StageChanged | AliasSet):
+        state = _with_holders(state, event)
     # Every remaining event concerns one existing version.
     current = state.versions[event.version]  # type: ignore[union-attr]
     match event:
@@ -269,14 +273,10 @@ def evolve(state: ModelState | None, event: Event, at: datetime) -> ModelState |
         case ModelCardUpdated(card=card):
             # Fields no longer on the card (a free-text risk_tier) stay in the events only.
             filled = {k: v for k, v in {**current.card, **card}.items() if v and k in CARD_FIELDS}
-                model_type=event.model_type,
-                framework=event.framework,
             changed = replace(current, card=filled, updated_at=at)
         case StageChanged(to_stage=to_stage):
             changed = replace(current, stage=to_stage, updated_at=at)
         case EvaluationRecorded():
-    if isinstance(event, StageChanged | AliasSet):
-        state = _with_holders(state, event)
             facts = event.model_dump(exclude={"type", "version"})
             recorded = RecordedEvaluation(Evaluation.model_validate(facts), at)
             changed = replace(current, evaluations=(*current.evaluations, recorded), updated_at=at)

@@ -247,6 +247,11 @@ def _archived_note(summary: str, archived: Any) -> str:
     return f"{summary}, archived {archived}"
 
 
+def _rollback_reason(payload: dict[str, Any]) -> Any:
+    rollback = _rollback_of(payload)
+    return rollback.get("reason") if rollback is not None else None
+
+
 def _int_or_none(value: Any) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) else None
 
@@ -267,11 +272,6 @@ def audit_row(envelope: Envelope, model: str | None, model_id: str | None) -> di
         "model": model,
         "model_id": model_id,
         "version": _int_or_none(payload.get("version")),
-def _rollback_reason(payload: dict[str, Any]) -> Any:
-    rollback = _rollback_of(payload)
-    return rollback.get("reason") if rollback is not None else None
-
-
         "summary": summary_of(envelope.type, payload),
         "reason": _str_or_none(payload.get("reason") if refused else _rollback_reason(payload)),
         "correlation_id": envelope.correlation_id,

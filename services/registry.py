@@ -8,13 +8,15 @@ import contextlib
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from datetime import datetime
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from registrar.commands.command_handler import CommandHandler, LoadedStream
+from registrar.contracts.envelope import Envelope
 from registrar.domain.errors import ModelNotFound
-from registrar.domain.state import ModelState
+from registrar.domain.state import ModelState, fold
 from registrar.projections.catalogue import READ_MODELS, read_model
 from registrar.projections.current_state import NAME as CURRENT_STATE
 from registrar.projector.halts import halted_reason
@@ -75,6 +77,16 @@ class Registry:
         if state.deleted:
             raise ModelNotFound(f"model {name!r} was deleted", name)
         return state
+
+    async def model_as_of(self, name: str, at: datetime) -> tuple[ModelState, list[Envelope]]:
+        """The model now named `name` as it stood at `at` (its stream folded up to then), and
+        those events; ModelNotFound if it did not exist yet."""
+        stream_id = (await self.live_model(name)).model_id
+        envelopes = [e for e in await self.store.read_stream(stream_id) if e.recorded_at <= at]
+        state = fold(None, envelopes)
+        if state is None:
+            raise ModelNotFound(f"model {name!r} did not exist at {at.isoformat()}", name)
+        return state, envelopes
 
     def _appended(self, stream: LoadedStream) -> None:
         self.unconfirmed_writes[stream.stream_id] = stream.version

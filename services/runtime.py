@@ -80,8 +80,8 @@ def _consumers(
     roles: Roles,
     guard: AccessGuard | None,
     ingest_as: Principal,
-) -> list[KafkaBroker]:
     prefix: str = "",
+) -> list[KafkaBroker]:
     """One Kafka connection per consumer: FastStream starts a connection's subscribers one after
     another, each waiting for its group to settle (seconds), so separate ones start together.
     `guard`: authentication is on for commands; `ingest_as`: who records training runs and
@@ -102,8 +102,8 @@ def _consumers(
             raise ValueError(f"unknown projection {name!r}: choose from {', '.join(PROJECTIONS)}")
     if roles.ingest:
         from registrar.bus.command_bus import attach_command_bus
-        from registrar.bus.evaluation_ingest import attach_evaluation_ingest
         from registrar.bus.deployment_ingest import attach_deployment_ingest
+        from registrar.bus.evaluation_ingest import attach_evaluation_ingest
         from registrar.bus.training_ingest import attach_training_ingest
 
         attachers.append(
@@ -138,9 +138,9 @@ async def run(
     on_started: Callable[[Process], None] = lambda _: None,
     beside: Sequence[Coroutine[Any, Any, None]] = (),
     blobs: BlobStore | None = None,
+    topic_prefix: str = "",
 ) -> None:
     """Run `roles` until SIGINT or SIGTERM, then stop them all, newest first. `auth_required`:
-    topic_prefix: str = "",
     the API and the Kafka command bus need tokens; `ingest_as`: the service principal that
     records training runs and evaluations; `beside`: more work that runs until the stop (one
     that ends, ends the process, as a role would); `blobs`: the artifact store's files, for the

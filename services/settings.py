@@ -3,6 +3,7 @@ and checked once by pydantic-settings, so a bad value is one clear line, not a t
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -48,7 +49,6 @@ class Settings(BaseSettings):
     say."""
     ingest_role: Role = Role.CONTRIBUTOR
     """$REGISTRAR_INGEST_ROLE: that principal's role, contributor or above."""
-
     topic_prefix: str = ""
     """$REGISTRAR_TOPIC_PREFIX, e.g. "team-a.": put as is before every topic's name and every
     consumer group's id, so several registries share one Kafka cluster."""
@@ -73,6 +73,7 @@ class Settings(BaseSettings):
     """$REGISTRAR_UI_SESSION_KEY: the Fernet key the web UI's session cookies are sealed with
     (API replicas must share one); unset, each process makes its own, and its sessions end with
     it."""
+
     @field_validator("home")
     @classmethod
     def _absolute(cls, home: Path) -> Path:
@@ -103,7 +104,6 @@ class Settings(BaseSettings):
             raise ValueError("must be contributor or above: the ingest registers versions")
         return role
 
-    @classmethod
     @field_validator("topic_prefix")
     @classmethod
     def _topic_characters(cls, prefix: str) -> str:
@@ -114,6 +114,7 @@ class Settings(BaseSettings):
             )
         return prefix
 
+    @classmethod
     def from_env(cls) -> Settings:
         """The settings of this process's environment; SettingsError says what is wrong."""
         try:

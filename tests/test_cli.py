@@ -121,7 +121,9 @@ def test_contracts_export_writes_a_json_schema_per_contract(tmp_path: Path) -> N
         envelope["properties"]
     )
     register = json.loads((tmp_path / "schemas" / "RegisterVersion.schema.json").read_text())
-    assert register["required"] == ["name", "source"]
+    # Without a source, Registrar's artifact store holds the version's files.
+    assert register["required"] == ["name"]
+    assert register["properties"]["digest"]["pattern"] == "^(sha256:[0-9a-f]{64})?$"
 
 
 def _postmaster_pid(pgdata: Path) -> int | None:

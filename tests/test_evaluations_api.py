@@ -5,6 +5,7 @@ trail and in lineage, and read by promotion gates (`evaluations.<kind>` and
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 from uuid import uuid4
 
@@ -269,3 +270,23 @@ async def test_a_policy_with_a_malformed_evaluation_gate_is_refused(
     refused = await api.put("/v1/policies", json=bad, headers=as_("ada"))
 
     assert refused.status_code == 422 and problem in refused.text
+
+
+async def test_evaluations_and_the_risk_tier_read_back_as_of_an_instant(
+    api: httpx.AsyncClient,
+) -> None:
+    name, url = await new_version(api)
+    first = (await api.post(url, json={"kind": "performance", "metrics": {"auc": 0.8}})).json()
+    between = datetime.now(UTC).isoformat()
+    await api.post(url, json={"kind": "performance", "metrics": {"auc": 0.9}})
+    await api.put("/v1/policies", json={})  # the default tiers
+    await api.post(
+        f"/v1/models/{name}/risk-assessment", json={"tier": "high", "rationale": "credit"}
+    )
+
+    then = (await api.get(url, params={"as_of": between})).json()["evaluations"]
+    risk_then = await api.get(f"/v1/models/{name}/risk-assessment", params={"as_of": between})
+    risk_now = await api.get(f"/v1/models/{name}/risk-assessment")
+
+    assert [e["evaluation_id"] for e in then] == [first["evaluation_id"]]
+    assert (risk_then.json()["tier"], risk_now.json()["tier"]) == (None, "high")

@@ -101,20 +101,20 @@ _NATIVE_WRITES: list[tuple[frozenset[str], re.Pattern[str], Action]] = [
         ("POST", rf"/v1/models/{_VERSION}/compliance/validate", Action.READ),
         ("POST", rf"/v1/models/{_VERSION}/stage", Action.PROMOTE),
         ("POST", rf"/v1/models/{_VERSION}/transition-requests", Action.CONTRIBUTE),
+        # A rollback is a request too: the policy's rollback (or promotion) rule says who approves.
+        ("POST", rf"/v1/models/{_NAME}/rollback", Action.CONTRIBUTE),
         # Who may approve is the policy's to say (its approver role): the workflow checks it.
         ("POST", r"/v1/transition-requests/[^/]+/(approve|reject|cancel)", Action.CONTRIBUTE),
         ("POST", r"/v1/training-runs", Action.CONTRIBUTE),
+        # The web UI's forms, as the /v1 routes that do the same (its pages are GETs: READ).
+        ("POST", r"/ui/approvals/[^/]+/(approve|reject)", Action.CONTRIBUTE),
+        ("POST", r"/ui/logout", Action.READ),
+        ("POST", r"/v1/deployments", Action.DEPLOY),
     )
 ]
 
 _MLFLOW_MANAGE = frozenset(
     {
-        # A rollback is a request too: the policy's rollback (or promotion) rule says who approves.
-        # The web UI's forms, as the /v1 routes that do the same (its pages are GETs: READ).
-        ("POST", r"/ui/approvals/[^/]+/(approve|reject)", Action.CONTRIBUTE),
-        ("POST", r"/ui/logout", Action.READ),
-        ("POST", r"/v1/deployments", Action.DEPLOY),
-        ("POST", rf"/v1/models/{_NAME}/rollback", Action.CONTRIBUTE),
         "registered-models/update",
         "registered-models/rename",
         "registered-models/delete",
@@ -151,45 +151,43 @@ _COMMAND_ACTIONS: dict[type, Action] = {
     c.SetAlias: Action.PROMOTE,
     c.DeleteAlias: Action.PROMOTE,
     c.RequestTransition: Action.CONTRIBUTE,
+    c.RequestRollback: Action.CONTRIBUTE,
     c.ApproveTransition: Action.CONTRIBUTE,
     c.RejectTransition: Action.CONTRIBUTE,
     c.CancelTransition: Action.CONTRIBUTE,
+    c.ReportDeployment: Action.DEPLOY,
 }
 """Each command as the HTTP route that issues it is classed in the table above."""
 
 
 def command_requirement(command: c.Command) -> Requirement:
-    c.ReportDeployment: Action.DEPLOY,
     """What a command needs when it arrives without a path (a Kafka command message): the same
     action as the route that issues it over HTTP, on the model it names."""
     return Requirement(_COMMAND_ACTIONS[type(command)], command.name)
 
-    c.RequestRollback: Action.CONTRIBUTE,
 
 def is_mlflow_path(path: str) -> bool:
     return path.startswith(MLFLOW_PREFIXES)
 
 
-def requirement(method: str, path: str) -> Requirement | None:
-    """What a request needs, or None for the open paths (health, API docs)."""
-    if path in OPEN_PATHS or path.startswith(DOCS_ASSETS + "/"):
-        return None
 def is_webhook_path(path: str) -> bool:
     """Webhooks, native and MLflow's: admins only, reads too, as MLflow's own server has it (a
     webhook's URL may be a capability; its deliveries say what happens in the registry)."""
+    webhooks = ("/v1/webhooks", "/api/2.0/mlflow/webhooks", "/ajax-api/2.0/mlflow/webhooks")
+    return any(path == w or path.startswith(w + "/") for w in webhooks)
+
+
 def requirement(method: str, path: str) -> Requirement | None:
     """What a request needs, or None for the open paths (health, API docs)."""
     if path in OPEN_PATHS or path.startswith(DOCS_ASSETS + "/"):
         return None
     if path in UI_OPEN_PATHS or path.startswith(UI_ASSETS + "/"):
         return None
-    webhooks = ("/v1/webhooks", "/api/2.0/mlflow/webhooks", "/ajax-api/2.0/mlflow/webhooks")
-    return any(path == w or path.startswith(w + "/") for w in webhooks)
-
-
     method = method.upper()
     if path.startswith(("/v1/admin/", "/v1/artifacts/")) or path == "/v1/admin":
         # /v1/artifacts/verify re-reads every stored blob; gc deletes: admins only, GET or not.
+        return Requirement(Action.ADMINISTER)
+    if is_webhook_path(path):
         return Requirement(Action.ADMINISTER)
     for prefix in MLFLOW_PREFIXES:
         if path.startswith(prefix):
@@ -197,8 +195,6 @@ def requirement(method: str, path: str) -> Requirement | None:
     if method in ("GET", "HEAD", "OPTIONS"):
         return Requirement(Action.READ)
     for methods, pattern, action in _NATIVE_WRITES:
-    if is_webhook_path(path):
-        return Requirement(Action.ADMINISTER)
         match = pattern.fullmatch(path)
         if match is not None and method in methods:
             return Requirement(action, match.groupdict().get("model"))

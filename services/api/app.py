@@ -107,12 +107,12 @@ def create_app(
     app.include_router(artifact_routes.router)
     app.include_router(evaluation_routes.router)
     app.include_router(governance_routes.router)
-    install_docs(app)
-
-    @app.get(
     app.include_router(card_routes.router)
     app.include_router(deployment_routes.router)
     app.include_router(webhook_routes.router)
+    install_docs(app)
+
+    @app.get(
         "/healthz",
         tags=["health"],
         response_model=Health,

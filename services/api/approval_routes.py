@@ -30,7 +30,7 @@ from registrar.contracts.commands import (
 )
 from registrar.contracts.events import TransitionRequested
 from registrar.contracts.policies import PolicyDocument
-from registrar.contracts.values import AliasName, StageName
+from registrar.contracts.values import AliasName, StageName, VersionNumber
 from registrar.domain.approvals import latest_request, standing
 from registrar.domain.errors import NotFound
 from registrar.domain.policies import PolicySet

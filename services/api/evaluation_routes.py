@@ -10,6 +10,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Path, Request
 
 from registrar.api.context import handle, registry_of
+from registrar.api.history_routes import AsOf, instant
 from registrar.api.model_routes import NamePath
 from registrar.api.openapi_document import refusals
 from registrar.api.responses import JSON, with_position
@@ -36,8 +37,15 @@ def evaluation_view(
     }
 
 
-async def _version(request: Request, name: str, number: int) -> tuple[ModelState, VersionState]:
-    model = await registry_of(request).live_model(name)
+async def _version(
+    request: Request, name: str, number: int, as_of: str | None = None
+) -> tuple[ModelState, VersionState]:
+    """The version now, or (`as_of`) as it stood then: its evaluations recorded by then."""
+    registry = registry_of(request)
+    if as_of is None:
+        model = await registry.live_model(name)
+    else:
+        model = (await registry.model_as_of(name, instant(as_of)))[0]
     version = model.live_version(number)
     if version is None:
         raise VersionNotFound(f"model {name!r} has no version {number}", name, number)
@@ -70,8 +78,10 @@ async def record_evaluation(
     summary="A version's evaluations, newest first",
     responses=refusals(404),
 )
-async def list_evaluations(name: NamePath, version: VersionPath, request: Request) -> JSON:
-    model, found = await _version(request, name, version)
+async def list_evaluations(
+    name: NamePath, version: VersionPath, request: Request, as_of: AsOf = None
+) -> JSON:
+    model, found = await _version(request, name, version, as_of)
     views = [evaluation_view(model, found, r) for r in reversed(found.evaluations)]
     return JSON({"evaluations": views})
 

@@ -4,6 +4,7 @@ with the evidence, as of any instant), and a dry run of a move (what it would ne
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
@@ -17,13 +18,15 @@ from registrar.api.version_routes import VersionPath
 from registrar.contracts.api import Body
 from registrar.contracts.api_answers import ComplianceReport, MoveValidation, RiskAssessmentOut
 from registrar.contracts.commands import AssessRisk
+from registrar.contracts.envelope import Envelope
 from registrar.contracts.values import AliasName, StageName
 from registrar.domain.approvals import standing
 from registrar.domain.compliance import compliance_report
 from registrar.domain.errors import Conflict, Invalid, NotFound, VersionNotFound
 from registrar.domain.risk import refuse_if_blocked
-from registrar.domain.state import ModelState, fold
+from registrar.domain.state import ModelState, VersionState
 from registrar.domain.transition_requests import TransitionRequest
+from registrar.registry import Registry
 
 router = APIRouter(tags=["governance"])
 
@@ -57,6 +60,18 @@ def risk_view(model: ModelState) -> dict[str, Any]:
     }
 
 
+async def version_as_of(
+    registry: Registry, name: str, version: int, at: datetime
+) -> tuple[ModelState, VersionState, list[Envelope]]:
+    """Model `name` (its current name) and its `version` as they stood at `at`, with its stream
+    up to then; VersionNotFound when the version did not exist then, or was deleted."""
+    model, envelopes = await registry.model_as_of(name, at)
+    found = model.live_version(version)
+    if found is None:
+        raise VersionNotFound(f"model {name!r} had no version {version} then", name, version)
+    return model, found, envelopes
+
+
 @router.post(
     "/v1/models/{name}/risk-assessment",
     status_code=201,
@@ -73,11 +88,14 @@ async def assess_risk(name: NamePath, body: RiskBody, request: Request) -> JSON:
 @router.get(
     "/v1/models/{name}/risk-assessment",
     response_model=RiskAssessmentOut,
-    summary="The model's current risk assessment (tier null: not assessed)",
+    summary="The model's risk assessment, now or as of an instant (tier null: not assessed)",
     responses=refusals(404),
 )
-async def risk_assessment(name: NamePath, request: Request) -> JSON:
-    return JSON(risk_view(await registry_of(request).live_model(name)))
+async def risk_assessment(name: NamePath, request: Request, as_of: AsOf = None) -> JSON:
+    registry = registry_of(request)
+    if as_of is None:
+        return JSON(risk_view(await registry.live_model(name)))
+    return JSON(risk_view((await registry.model_as_of(name, instant(as_of)))[0]))
 
 
 @router.get(
@@ -95,12 +113,7 @@ async def compliance(
 ) -> JSON:
     registry = registry_of(request)
     at = instant(as_of)
-    stream_id = (await registry.live_model(name)).model_id
-    envelopes = [e for e in await registry.store.read_stream(stream_id) if e.recorded_at <= at]
-    model = fold(None, envelopes)
-    found = model.live_version(version) if model is not None else None
-    if model is None or found is None:
-        raise VersionNotFound(f"model {name!r} had no version {version} then", name, version)
+    model, found, envelopes = await version_as_of(registry, name, version, at)
     policies = await registry.commands.policies.as_of(at)
     if profile not in policies.profiles:
         known = ", ".join(policies.profiles) or "none"

@@ -28,9 +28,9 @@ from registrar.contracts.topics import (
     REGISTRY_PROMOTIONS,
     TRAINING_COMPLETED,
     Topic,
+    topic_name,
 )
 from registrar.contracts.training import TrainingCompleted
-    topic_name,
 
 _AS_INGEST_PRINCIPAL = (
     "registrar ingest, recording as its configured service principal"
@@ -82,21 +82,21 @@ def specification(version: str, prefix: str = "") -> AsyncAPI:
     """The document of the topics as named under `prefix` (REGISTRAR_TOPIC_PREFIX)."""
     broker = KafkaBroker("kafka:9092", description="Apache Kafka, or any Kafka-protocol broker")
     for topic, model, who in CONSUMED:
+        name = topic_name(topic, prefix)
         broker.subscriber(
-            topic.name, title=f"{topic.name} (consumed)", description=f"{topic.summary} By: {who}."
+            name, title=f"{name} (consumed)", description=f"{topic.summary} By: {who}."
         )(_declared(model))
     for topic, payload, who in PRODUCED:
+        name = topic_name(topic, prefix)
         broker.publisher(
-            topic.name,
-            title=f"{topic.name} (produced)",
+            name,
+            title=f"{name} (produced)",
             description=f"{topic.summary} By: {who}.",
             schema=payload,
         )
-        name = topic_name(topic, prefix)
     return AsyncAPI(
         broker,
         title="Registrar",
         version=version,
-        name = topic_name(topic, prefix)
         description="The topics of Registrar, an event-sourced ML model registry.",
     )

@@ -197,7 +197,7 @@ def attach_command_bus(
             decision = await guard.authorize(caller, need)
             if not decision.allowed:
                 guard.record_refusal(
-                    caller.user, need, decision.reason, "KAFKA", REGISTRY_COMMANDS.name, 403
+                    caller.user, need, decision.reason, "KAFKA", commands_topic, 403
                 )
                 return _refused(command_id, "permission_denied", decision.reason)
         meta = CommandMeta(caller.user, command_id, message.correlation_id, role=caller.role)
@@ -263,7 +263,7 @@ def attach_command_bus(
         await broker.publish(value, topic_name(COMMAND_RESULTS, prefix), key=key, headers=headers)
 
     broker.subscriber(
-        REGISTRY_COMMANDS.name,
+        commands_topic,
         **UNHURRIED_CONSUMER_TUNING,
         group_id=group_name(group_id, prefix),
         auto_offset_reset="earliest",

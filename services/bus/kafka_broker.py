@@ -127,11 +127,11 @@ async def ensure_topics(
         if missing:
             await admin.create_topics(
                 [
-                    NewTopic(t.name, num_partitions=t.partitions, replication_factor=1)
-                    for t in missing
+                    NewTopic(name, num_partitions=named[name].partitions, replication_factor=1)
+                    for name in missing
                 ]
             )
-        return [topic.name for topic in missing]
+        return missing
     finally:
         await admin.close()
 

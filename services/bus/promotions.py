@@ -6,7 +6,7 @@ for a rollback, why and from which version."""
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import Any, Literal
 from uuid import UUID, uuid5
 
 from aiokafka import ConsumerRecord
@@ -18,7 +18,13 @@ from registrar.bus.inbound import acknowledged_after, dead_letter, problems, raw
 from registrar.bus.kafka_broker import UNHURRIED_CONSUMER_TUNING
 from registrar.contracts.codec import dumps
 from registrar.contracts.envelope import Envelope
-from registrar.contracts.events import EVENT_TYPES, AliasSet, StageChanged, event_from_payload
+from registrar.contracts.events import (
+    EVENT_TYPES,
+    AliasDeleted,
+    AliasSet,
+    StageChanged,
+    event_from_payload,
+)
 from registrar.contracts.integration import Approval, Artifact, Promotion
 from registrar.contracts.topics import REGISTRY_EVENTS, REGISTRY_PROMOTIONS, group_name, topic_name
 from registrar.domain.state import ModelState
@@ -30,7 +36,9 @@ log = logging.getLogger("registrar.promotions")
 PROMOTION_IDS = UUID("6d1f3c52-8a47-5e0b-9b1e-2f64c0a7d3e9")
 """The uuid5 namespace of promotion message ids (fixed forever: ids must never change)."""
 
-_PROMOTING_EVENTS = {cls.model_fields["type"].default for cls in (StageChanged, AliasSet)}
+_PROMOTING_EVENTS = {
+    cls.model_fields["type"].default for cls in (StageChanged, AliasSet, AliasDeleted)
+}
 
 
 def promotion_message_id(event_id: UUID) -> UUID:
@@ -53,17 +61,19 @@ def promotions_for(envelope: Envelope, state: ModelState) -> list[Promotion]:
     if envelope.position is None:
         raise ValueError(f"event {envelope.event_id} is not stored yet: it has no position")
     event = event_from_payload(envelope.type, envelope.payload)
-    assert isinstance(event, StageChanged | AliasSet)
+    assert isinstance(event, StageChanged | AliasSet | AliasDeleted)
     version = state.versions.get(event.version)
     if version is None:
         raise ValueError(
             f"model {state.name!r} has no version {event.version}: the state given is not the"
             f" state at event {envelope.event_id}"
         )
+    authorization = None if isinstance(event, AliasDeleted) else event.authorization
     approvals = [
         Approval(actor=a.by, at=a.at, comment=a.comment)
-        for a in (event.authorization.approvals if event.authorization is not None else [])
+        for a in (authorization.approvals if authorization is not None else [])
     ]
+    kind: Literal["stage", "alias", "alias_removed"]
     if isinstance(event, StageChanged):
         kind, alias, from_stage, to_stage = "stage", None, event.from_stage, event.to_stage
     else:
@@ -74,7 +84,6 @@ def promotions_for(envelope: Envelope, state: ModelState) -> list[Promotion]:
             message_id=promotion_message_id(envelope.event_id),
             model=state.name,
             version=str(event.version),
-    kind: Literal["stage", "alias", "alias_removed"]
             kind=kind,
             from_stage=from_stage,
             to_stage=to_stage,
@@ -143,8 +152,9 @@ def attach_promotions(
             return
         for promotion in promotions_for(envelope, state):
             key, value, headers = promotion_message(promotion)
-            await broker.publish(value, REGISTRY_PROMOTIONS.name, key=key, headers=headers)
+            await broker.publish(value, promotions_topic, key=key, headers=headers)
 
+    promotions_topic = topic_name(REGISTRY_PROMOTIONS, prefix)
     broker.subscriber(
         topic_name(REGISTRY_EVENTS, prefix),
         **UNHURRIED_CONSUMER_TUNING,
@@ -154,4 +164,3 @@ def attach_promotions(
         decoder=raw_body,
         title="promotions",
     )(acknowledged_after(promote, log, broker, max_bytes=None, prefix=prefix))
-    promotions_topic = topic_name(REGISTRY_PROMOTIONS, prefix)

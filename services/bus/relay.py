@@ -216,13 +216,13 @@ class Relay:
     ) -> list[tuple[asyncio.Future[Any], int]]:
         """Hand `batch` to the producer, a record batch per partition (a stream's events go to
         its key's partition, in order); return each batch's ack future and record count."""
-        partitions = sorted(await producer.partitions_for(REGISTRY_EVENTS.name))
+        partitions = sorted(await producer.partitions_for(self.topic))
         building: dict[int, tuple[Any, int]] = {}
         sent: list[tuple[asyncio.Future[Any], int]] = []
 
         async def flush(partition: int) -> None:
             builder, count = building.pop(partition)
-            future = await producer.send_batch(builder, REGISTRY_EVENTS.name, partition=partition)
+            future = await producer.send_batch(builder, self.topic, partition=partition)
             sent.append((future, count))
 
         for recorded in batch:

@@ -13,8 +13,8 @@ from registrar.cli.arguments import parser
 from registrar.cli.artifacts import run_artifacts_command
 from registrar.cli.deployments import run_deployments_command
 from registrar.cli.evaluate import run_evaluate_command
-from registrar.logs import configure_logging
 from registrar.cli.model_card import run_card_command
+from registrar.logs import configure_logging
 from registrar.projections.catalogue import READ_MODELS
 from registrar.runtime import PROJECTIONS, Roles, run_event_loop, tune_garbage_collector
 from registrar.settings import Settings, SettingsError
@@ -109,9 +109,8 @@ def _run_roles(
         ]
         parts += [f"projector {name}" for name in roles.projections]
         parts += [f"read model {name}" for name in roles.follow]
-        print(f"Running: {', '.join(parts)}. Database: {database}. Bus: {bus}.")
-        if blobs is not None:
-            print(f"Artifacts: {blobs.description}.")
+        artifacts = f" Artifacts: {blobs.description}." if blobs is not None else ""
+        print(f"Running: {', '.join(parts)}. Database: {database}.{artifacts} Bus: {bus}.")
         if roles.api:
             print(mode.announcement())
         print("Ctrl-C stops it.", flush=True)
@@ -467,12 +466,12 @@ def _command(args: argparse.Namespace, settings: Settings) -> int:
         return run_artifacts_command(args)
     if args.command == "evaluate":
         return run_evaluate_command(args)
-    if args.command == "replay":
-        return _replay(settings, args)
     if args.command == "card":
         return run_card_command(args)
     if args.command == "deployments":
         return run_deployments_command(args)
+    if args.command == "replay":
+        return _replay(settings, args)
     if args.command == "asyncapi":
         return _write_asyncapi(args.file, settings.topic_prefix)
     if args.command == "contracts":

@@ -25,7 +25,8 @@ class Call(Generic[T]):
 
     `projected`: answered from a read model, so the client sends `min_position` (its last write)
     to read its own writes. `advances`: a write to a model's stream, whose answer's position the
-    client remembers for that. A GET, or a write with an Idempotency-Key, is safe to retry."""
+    client remembers for that. `text`: the answer is text, not JSON (a rendered document): `parse`
+    is given it as a str. A GET, or a write with an Idempotency-Key, is safe to retry."""
 
     method: str
     path: str
@@ -35,6 +36,7 @@ class Call(Generic[T]):
     idempotency_key: str | None = None
     projected: bool = False
     advances: bool = False
+    text: bool = False
 
     @property
     def retry_safe(self) -> bool:

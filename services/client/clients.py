@@ -40,8 +40,8 @@ class Surface:
     search_versions = listing(version_calls.search_versions)
     update_version = endpoint(version_calls.update_version)
     update_model_card = endpoint(version_calls.update_model_card)
-    set_stage = endpoint(version_calls.set_stage)
     model_card = endpoint(version_calls.model_card)
+    set_stage = endpoint(version_calls.set_stage)
     set_version_tag = endpoint(version_calls.set_version_tag)
     delete_version_tag = endpoint(version_calls.delete_version_tag)
     delete_version = endpoint(version_calls.delete_version)
@@ -54,8 +54,8 @@ class Surface:
 
     # Transition requests, approvals and promotion policies
     request_transition = endpoint(approval_calls.request_transition)
-    get_request = endpoint(approval_calls.get_request)
     rollback = endpoint(approval_calls.rollback)
+    get_request = endpoint(approval_calls.get_request)
     approve = endpoint(approval_calls.approve)
     reject = endpoint(approval_calls.reject)
     cancel = endpoint(approval_calls.cancel)

@@ -100,6 +100,8 @@ class Session:
 
     def _answer(self, call: Call[T], response: httpx.Response) -> T:
         """`call`'s result from `response`, or its error raised."""
+        if call.text and response.status_code < 400:
+            return call.parse(response.text)
         try:
             body = loads(response.content) if response.content else None
         except ValueError:

@@ -4,7 +4,8 @@ them, move them between stages, describe, tag and delete them; and read a traini
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from datetime import datetime
+from typing import Any, Literal
 from uuid import UUID
 
 from pydantic import BaseModel
@@ -14,6 +15,7 @@ from registrar.client.calls import (
     Paged,
     Query,
     fields,
+    instant,
     paged,
     query,
     read,
@@ -23,9 +25,9 @@ from registrar.client.calls import (
 )
 from registrar.client.model_calls import MODELS
 from registrar.contracts.api import Deleted, RunWithVersions, VersionOut, VersionPage
+from registrar.contracts.card_document import ModelCardDocument
 from registrar.contracts.model_card import ModelCardPatch
 from registrar.contracts.values import DatasetRef, ParentRef
-from registrar.contracts.card_document import ModelCardDocument
 
 
 def _versions(model: str) -> str:
@@ -55,10 +57,10 @@ def register_version(
     parents: Sequence[ParentRef | Mapping[str, Any]] | None = None,
     tags: Mapping[str, str] | None = None,
     description: str | None = None,
-    idempotency_key: str | UUID | None = None,
-) -> Call[VersionOut]:
     model_type: str | None = None,
     framework: str | None = None,
+    idempotency_key: str | UUID | None = None,
+) -> Call[VersionOut]:
     """Register the next version of `model` from the artifact at `source`; the answer's
     `version` is its number. Its lineage: the `datasets` it was trained on (DatasetRef, or
     {"name", "version", "uri", "digest"}) and the `parents` it derives from (ParentRef, or
@@ -77,10 +79,10 @@ def register_version(
         parents=[_json(p) for p in parents] if parents else None,
         tags=dict(tags) if tags else None,
         description=description,
-    )
-    return write("POST", _versions(model), VersionOut.model_validate, body, idempotency_key)
         model_type=model_type,
         framework=framework,
+    )
+    return write("POST", _versions(model), VersionOut.model_validate, body, idempotency_key)
 
 
 def get_version(model: str, version: int) -> Call[VersionOut]:
@@ -159,8 +161,6 @@ def update_model_card(
     return write("PATCH", path, VersionOut.model_validate, _json(card))
 
 
-def set_stage(
-    model: str, version: int, stage: str, archive_existing: bool = False
 def model_card(
     model: str,
     version: int,
@@ -179,6 +179,8 @@ def model_card(
     return Call("GET", f"{_version(model, version)}/card", parse, params, text=rendered)
 
 
+def set_stage(
+    model: str, version: int, stage: str, archive_existing: bool = False
 ) -> Call[VersionOut]:
     """Move the version to `stage` (None, Staging, Production or Archived); `archive_existing`
     moves the stage's other versions to Archived. Conflict if a promotion policy governs the

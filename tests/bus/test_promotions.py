@@ -23,16 +23,18 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from topic_log import RUN, TopicLog, relayed_store, unique
 
 from registrar.bus.command_bus import raw_body
+from registrar.bus.kafka_broker import ensure_topics
 from registrar.bus.promotions import attach_promotions, promotion_message_id
 from registrar.commands.command_handler import CommandHandler, CommandMeta
 from registrar.contracts.codec import dumps, loads
 from registrar.contracts.commands import (
     Command,
+    DeleteAlias,
     RegisterModel,
     RegisterVersion,
+    RequestRollback,
     SetAlias,
     TransitionStage,
-    RequestRollback,
 )
 from registrar.contracts.envelope import Envelope
 from registrar.contracts.topics import (
@@ -148,9 +150,9 @@ async def test_a_transition_to_production_publishes_one_promotion(
         "actor": "alice",
         "approvals": [],
         "authorization": None,
+        "rollback": None,
         "position": event.position,
     }
-        "rollback": None,
     assert [(p["kind"], p["to_stage"]) for p in published] == [
         ("stage", "Staging"),
         ("stage", "Production"),
@@ -268,10 +270,10 @@ async def test_a_topic_prefix_gives_a_registry_topics_and_groups_of_its_own(
     assert promotion["message_id"] == str(promotion_message_id(event.event_id))
 
 
-    (code,) = [code for info, code in fences if "python" in info and "registry.promotions" in code]
-    return code
 def readme_deployment_example() -> str:
     fences = re.findall(r"^```([^\n]*)\n(.*?)^```", README.read_text(), re.MULTILINE | re.DOTALL)
+    (code,) = [code for info, code in fences if "python" in info and "registry.promotions" in code]
+    return code
 
 
 async def test_the_readme_example_reacts_to_the_promotion_of_churn(

@@ -29,6 +29,8 @@ from registrar.contracts.policies import (
     TransitionAuthorization,
 )
 from registrar.contracts.values import Role, Stage
+from registrar.domain.approvals import DecisionContext
+from registrar.domain.decider import decide
 from registrar.domain.state import ModelState, fold
 
 DIGEST = "sha256:9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"
@@ -129,6 +131,15 @@ def test_other_events_make_no_promotion() -> None:
     envelopes = stored(
         *history_with_artifact(),
         VersionTagSet(version=1, key="k", value="v"),
+        ModelRenamed(old_name=NAME, new_name="renamed"),
+    )
+    assert all_promotions(envelopes) == []
+
+
+def test_removing_an_alias_announces_it_with_the_version_it_pointed_to() -> None:
+    envelopes = stored(
+        *history_with_artifact(),
+        moved(1, Stage.NONE, Stage.STAGING),
         AliasSet(alias="champion", version=1),
         AliasDeleted(alias="champion", version=1),
     )
@@ -183,6 +194,7 @@ def test_the_message_is_the_documented_json_keyed_by_model_name() -> None:
         "actor": "alice",
         "approvals": [],
         "authorization": None,
+        "rollback": None,
         "position": envelopes[-1].position,
         "occurred_at": "2024-05-01T12:00:00Z",
     }
@@ -194,7 +206,6 @@ def test_an_event_not_yet_stored_makes_no_promotion() -> None:
     envelope, state = promotions_of(envelopes)[-1]
     with pytest.raises(ValueError, match="no position"):
         promotions_for(envelope.model_copy(update={"position": None}), state)
-        "rollback": None,
 
 
 def test_a_governed_promotion_carries_what_allowed_it() -> None:
