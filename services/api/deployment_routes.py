@@ -83,15 +83,7 @@ async def deployments(
     as_of: AsOf = None,
     min_position: MinPosition = None,
 ) -> JSON:
-    at = instant(as_of)
-    registry = registry_of(request)
-    stream_id = await _stream_of(registry, model, at) if model is not None else None
-    await wait_for_read_model(registry, NAME, min_position, APPLIED)
-    async with registry.engine.connect() as conn:
-        found = await deployments_at(
-            conn, at, environment=environment, stream_id=stream_id, retired=include_retired
-        )
-    return JSON({"as_of": at, "deployments": found})
+    return await _deployments(request, model, environment, include_retired, as_of, min_position)
 
 
 @router.get(
@@ -138,9 +130,21 @@ async def model_deployments(
     as_of: AsOf = None,
     min_position: MinPosition = None,
 ) -> JSON:
+    return await _deployments(request, name, environment, include_retired, as_of, min_position)
+
+
+async def _deployments(
+    request: Request,
+    model: str | None,
+    environment: str | None,
+    include_retired: bool,
+    as_of: str | None,
+    min_position: int | None,
+) -> JSON:
+    """What ran where at `as_of`: every model's deployments, or `model`'s."""
     at = instant(as_of)
     registry = registry_of(request)
-    stream_id = await _stream_of(registry, name, at)
+    stream_id = await _stream_of(registry, model, at) if model is not None else None
     await wait_for_read_model(registry, NAME, min_position, APPLIED)
     async with registry.engine.connect() as conn:
         found = await deployments_at(
