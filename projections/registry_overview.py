@@ -191,18 +191,32 @@ async def alias_column(
     return found[:limit], len(found)
 
 
-async def pending_moves(conn: AsyncConnection, limit: int = 500) -> list[dict[str, Any]]:
-    """The pending transition requests (at most `limit`, oldest first): what each asks to move
-    where, who asked, and the approvals it has."""
+async def pending_moves(
+    conn: AsyncConnection, limit: int = 500, at: datetime | None = None
+) -> list[dict[str, Any]]:
+    """The transition requests pending now, or (`at`) then (at most `limit`, oldest first): what
+    each asks to move where, who asked, and the approvals it had. A request closes with its last
+    change, so one closed after `at` was still open at `at`."""
+    when = (
+        "state = 'pending'"
+        if at is None
+        else ("created_at <= :at AND (state = 'pending' OR updated_at > :at)")
+    )
     rows = await conn.execute(
         text(
             "SELECT request_id, model_name AS model, version, stage, alias, requested_by,"
-            " approvals, created_at FROM ap_requests WHERE state = 'pending'"
+            f" approvals, created_at FROM ap_requests WHERE {when}"
             " ORDER BY request_id LIMIT :limit"
         ),
-        {"limit": limit},
+        {"limit": limit, "at": at},
     )
-    return [dict(row._mapping) for row in rows]
+    found = [dict(row._mapping) for row in rows]
+    if at is not None:  # the approvals given by then
+        for request in found:
+            request["approvals"] = [
+                a for a in request["approvals"] if datetime.fromisoformat(a["at"]) <= at
+            ]
+    return found
 
 
 async def decided_requests(conn: AsyncConnection, limit: int) -> list[dict[str, Any]]:

@@ -113,8 +113,7 @@ async def board(request: Request, as_of: AsOf = None) -> Response:
         for alias in aliases:
             cards, total = await alias_column(conn, alias, travel.at, COLUMN_SIZE)
             columns.append(_column("alias", alias, cards, total, True))
-        # Pending requests are today's: a past view shows what was where, not what was asked.
-        pending = [] if travel.past else await pending_moves(conn)
+        pending = await pending_moves(conn, at=travel.instant if travel.past else None)
     by_target = {(c["kind"], c["name"]): c for c in columns}
     waiting: set[tuple[str, int]] = set()
     for request_row in pending:

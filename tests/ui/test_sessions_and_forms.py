@@ -290,3 +290,35 @@ async def test_a_viewer_is_refused_a_decision_with_a_page_and_a_record(secured: 
     assert "contribute needs the contributor role; vince has viewer" in answer.text
     assert any(r["actor"] == "vince" and r["status"] == 403 for r in await _refusals(secured))
     await browser.aclose()
+
+
+async def test_the_board_as_of_an_earlier_time_shows_the_requests_pending_then(
+    api: httpx.AsyncClient,
+) -> None:
+    name = f"board-{uuid4().hex[:8]}"
+    await api.post("/v1/models", json={"name": name})
+    await api.post(f"/v1/models/{name}/versions", json={"source": "s3://m/1"})
+    await api.put("/v1/policies", json={"stages": {"Production": {"approvals": 1}}})
+    try:
+        request = await api.post(
+            f"/v1/models/{name}/versions/1/transition-requests",
+            json={"stage": "Production"},
+            headers={"X-Registrar-Actor": "rita"},
+        )
+        pending_then = request.json()["updated_at"]
+        approved = await api.post(
+            f"/v1/transition-requests/{request.json()['request_id']}/approve",
+            json={},
+            headers={"X-Registrar-Actor": "ann"},
+        )
+        assert approved.json()["state"] == "applied"
+        caught_up = {"min_position": approved.json()["position"]}
+        assert (await api.get("/v1/approvals", params=caught_up)).status_code == 200
+
+        then = await api.get("/ui/board", params={"as_of": pending_then})
+        now = await api.get("/ui/board")
+
+        marker = f'data-field="pending" data-model="{name}"'
+        assert marker in then.text and marker not in now.text
+    finally:
+        await api.put("/v1/policies", json={})
