@@ -29,7 +29,7 @@ from registrar.contracts.events import (
     event_from_payload,
 )
 from registrar.domain.deployments import Span, checks_drift, drift_at
-from registrar.projections.ports import EventSource
+from registrar.projections.ports import EventSource, stream_applied
 from registrar.projections.unapplied_events import by_model_stream, unapplied_events
 
 NAME = "deployments"
@@ -280,14 +280,7 @@ class DeploymentsProjection:
 
 # Queries -----------------------------------------------------------------------------------------
 
-APPLIED = text(
-    "SELECT CASE WHEN EXISTS (SELECT 1 FROM deployment_models WHERE stream_id = :stream)"
-    " THEN (SELECT stream_version FROM deployment_models WHERE stream_id = :stream) >= :version"
-    # Not (yet) a model this read model knows: other stream kinds pass it by without a trace, so
-    # its highest applied position is all there is to compare.
-    " ELSE coalesce((SELECT position >= :position FROM projection_progress"
-    "   WHERE projection = :projection), false) END"
-)
+APPLIED = stream_applied("deployment_models")
 """Has the read model applied version :version of stream :stream (or passed :position)?"""
 
 _AT = text(

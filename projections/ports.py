@@ -1,5 +1,6 @@
 """The two seams of a read model: what a projection is to the runners that feed it (`Projection`),
-and the little it may ask of the event store, the truth (`EventSource`). The store in
+and the little it may ask of the event store, the truth (`EventSource`); and the one query
+read-your-writes waits on (`stream_applied`). The store in
 registrar.store implements `EventSource`; the projector, the Kafka projector services and replay
 drive `Projection`s. Read models know neither."""
 
@@ -9,6 +10,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Protocol
 
+from sqlalchemy import TextClause, text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from registrar.contracts.envelope import Envelope
@@ -42,3 +44,18 @@ class Projection(Protocol):
     def forget(self) -> None:
         """Drop anything remembered between batches (the caller's transaction rolled back)."""
         ...
+
+
+def stream_applied(models_table: str, first: str = "") -> TextClause:
+    """The query read-your-writes waits on: has the read model applied version :version of
+    stream :stream? A stream `models_table` keeps a row for (`stream_id`, `stream_version`) is
+    compared there; any other (a model not applied yet, the policy stream, access, webhooks)
+    leaves no row, so how far the read model has got (:position) is all there is to compare.
+    `first`: WHEN clauses tried before those (e.g. lineage's runs)."""
+    return text(
+        f"SELECT CASE{first}"
+        f" WHEN EXISTS (SELECT 1 FROM {models_table} WHERE stream_id = :stream)"
+        f" THEN (SELECT stream_version FROM {models_table} WHERE stream_id = :stream) >= :version"
+        " ELSE coalesce((SELECT position >= :position FROM projection_progress"
+        "   WHERE projection = :projection), false) END"
+    )

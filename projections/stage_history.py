@@ -34,7 +34,7 @@ from registrar.contracts.events import (
     event_from_payload,
 )
 from registrar.contracts.values import Stage
-from registrar.projections.ports import EventSource
+from registrar.projections.ports import EventSource, stream_applied
 from registrar.projections.unapplied_events import by_model_stream, unapplied_events
 
 NAME = "stage_history"
@@ -342,14 +342,7 @@ class StageHistoryProjection:
 
 # Queries -----------------------------------------------------------------------------------------
 
-APPLIED = text(
-    "SELECT CASE WHEN EXISTS (SELECT 1 FROM history_models WHERE stream_id = :stream)"
-    " THEN (SELECT stream_version FROM history_models WHERE stream_id = :stream) >= :version"
-    # Not (yet) a model this read model knows: other stream kinds pass it by without a trace, so
-    # its highest applied position is all there is to compare.
-    " ELSE coalesce((SELECT position >= :position FROM projection_progress"
-    "   WHERE projection = :projection), false) END"
-)
+APPLIED = stream_applied("history_models")
 """Has the history applied version :version of stream :stream (or passed :position)?"""
 
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request
-from sqlalchemy import text
 
 from registrar.api.context import registry_of
 from registrar.api.openapi_document import refusals
@@ -23,6 +22,7 @@ from registrar.projections.lineage import (
     graph,
     impact,
 )
+from registrar.projections.ports import stream_applied
 
 router = APIRouter(tags=["lineage"])
 
@@ -39,17 +39,11 @@ NodeId = Annotated[
 # Has lineage applied the event at a client's min_position? Exact for model streams (named by
 # UUIDs) and runs (`run:ID`); other stream kinds (other prefixes) pass lineage by without a
 # trace, so its highest applied position is all there is to compare.
-_APPLIED = text(
-    "SELECT CASE"
-    " WHEN :stream LIKE 'run:%' THEN EXISTS ("
-    "   SELECT 1 FROM lineage_nodes WHERE node_key = :stream AND recorded)"
-    " WHEN EXISTS (SELECT 1 FROM lineage_models WHERE stream_id = :stream) THEN ("
-    "   SELECT stream_version FROM lineage_models WHERE stream_id = :stream) >= :version"
-    # Any other stream (a model not applied yet, the policy stream, access, webhooks...) leaves
-    # no row of its own here: how far the read model has got is all there is to compare.
-    " ELSE coalesce((SELECT position >= :position FROM projection_progress"
-    "   WHERE projection = :projection), false)"
-    " END"
+_APPLIED = stream_applied(
+    "lineage_models",
+    # A run has no model row: its node, once recorded, says it was applied.
+    first=" WHEN :stream LIKE 'run:%' THEN EXISTS ("
+    "   SELECT 1 FROM lineage_nodes WHERE node_key = :stream AND recorded)",
 )
 
 
